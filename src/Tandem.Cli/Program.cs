@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Tandem.Cli.Commands;
 
 namespace Tandem.Cli;
 
@@ -6,7 +7,11 @@ internal static class Program
 {
     public static int Main(string[] args)
     {
-        var root = new RootCommand("Tandem: disaggregated LLM inference server");
+        var root = new RootCommand("Tandem: a disaggregated LLM inference server. Run 'tandem <command> --help' for details.")
+        {
+            GenerateCommand.Create(),
+            ModelCommands.Create(),
+        };
         return root.Parse(args).Invoke();
     }
 }
