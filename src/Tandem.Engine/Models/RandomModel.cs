@@ -1,5 +1,3 @@
-using Tandem.Engine.Tensors;
-
 namespace Tandem.Engine.Models;
 
 /// <summary>A named tensor held as floats before encoding (random models, tests).</summary>

@@ -36,7 +36,7 @@ internal static unsafe class InMemoryModel
         foreach (var t in RandomModel.Tensors(config, seed))
         {
             var type = t.Shape.Length == 2 && (t.Shape[1] % 32 == 0 || matrixType != TensorType.Q8_0) ? matrixType : TensorType.F32;
-            var bytes = TensorConversion.Encode(t.Values, type);
+            var bytes = TensorConversion.Quantize(type, t.Values);
             var native = new NativeBytes(bytes);
             owners.Add(native);
             tensors.Add(new WeightTensor(t.Name, type, t.Shape, native.Pointer, bytes.Length));

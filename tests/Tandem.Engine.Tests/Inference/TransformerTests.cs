@@ -103,7 +103,7 @@ public class TransformerTests
         var logits = new float[prompts.Length * config.VocabSize];
 
         // Step 1: all three prompts in one forward, blocks allocated round-robin so tables interleave.
-        for (var len = 2; len <= prompts.Max(p => p.Length); len += 2)
+        for (var len = 2; len < prompts.Max(p => p.Length) + 2; len += 2)
         {
             for (var i = 0; i < seqs.Length; i++)
             {
@@ -111,7 +111,15 @@ public class TransformerTests
             }
         }
         model.Forward(cache, prompts.Select((p, i) => new ForwardChunk(seqs[i], p)).ToList(), logits);
-        var expected = prompts.Select((p, i) => p.Select(t => references[i].Step(t)).Last()).ToArray();
+        // Plain loops on purpose: LINQ's Select(...).Last() on an array would run the selector for the last element only.
+        var expected = new double[prompts.Length][];
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            foreach (var t in prompts[i])
+            {
+                expected[i] = references[i].Step(t);
+            }
+        }
         for (var i = 0; i < prompts.Length; i++)
         {
             AssertClose(expected[i], logits.AsSpan(i * config.VocabSize, config.VocabSize), $"prompt {i}");
