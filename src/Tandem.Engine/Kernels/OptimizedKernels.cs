@@ -40,7 +40,7 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
     public const long DefaultParallelThreshold = 1L << 17;
 
     [ThreadStatic]
-    private static float[]? t_scratch;
+    private static float[]? _threadScratch;
 
     private readonly Lock _gate = new();
     private readonly Action<int> _part;
@@ -178,11 +178,11 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
             return;
         }
         var needed = 4 * cols;
-        if (t_scratch is null || t_scratch.Length < needed)
+        if (_threadScratch is null || _threadScratch.Length < needed)
         {
-            t_scratch = GC.AllocateUninitializedArray<float>(Math.Max(needed, 4 * 4096), pinned: true);
+            _threadScratch = GC.AllocateUninitializedArray<float>(Math.Max(needed, 4 * 4096), pinned: true);
         }
-        var buf = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(t_scratch));
+        var buf = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_threadScratch));
         var decodedStride = (long)cols * sizeof(float);
         {
             var r = r0;
