@@ -132,4 +132,20 @@ public class GgufWriterTests
         Assert.Throws<ArgumentException>(() => w.AddTensor("x", TensorType.F32, [4], new byte[15]));
         Assert.Throws<ArgumentException>(() => w.AddTensor("q", TensorType.Q8_0, [16], new byte[17]));
     }
+
+    [Fact]
+    public void Open_Version2File_ParsesLikeVersion3()
+    {
+        using var dir = TestModels.CreateTempDirectory();
+        var path = Path.Combine(dir.Path, "v2.gguf");
+        new TinyModel().ToGguf().Write(path);
+        var bytes = File.ReadAllBytes(path);
+        bytes[4] = 2; // v2 shares v3's layout (64-bit counts and lengths)
+        File.WriteAllBytes(path, bytes);
+        using var gguf = GgufFile.Open(path);
+        Assert.Equal(2, gguf.Version);
+        Assert.Equal([32L, 8L], gguf.TryGetTensor("token_embd.weight")!.Shape);
+        Assert.True(gguf.TryGetInt("llama.block_count", out var layers));
+        Assert.Equal(TinyModel.Layers, layers);
+    }
 }

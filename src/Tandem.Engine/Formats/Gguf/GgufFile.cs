@@ -29,6 +29,7 @@ public sealed unsafe class GgufFile : IDisposable
     private readonly MappedFile _map;
     private readonly Dictionary<string, object> _metadata;
     private readonly List<WeightTensor> _tensors;
+    private readonly Dictionary<string, WeightTensor> _byName;
 
     private GgufFile(MappedFile map, int version, Dictionary<string, object> metadata, List<WeightTensor> tensors, long dataOffset, int alignment)
     {
@@ -36,6 +37,7 @@ public sealed unsafe class GgufFile : IDisposable
         Version = version;
         _metadata = metadata;
         _tensors = tensors;
+        _byName = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
         DataOffset = dataOffset;
         Alignment = alignment;
     }
@@ -108,7 +110,7 @@ public sealed unsafe class GgufFile : IDisposable
         }
     }
 
-    public WeightTensor? TryGetTensor(string name) => _tensors.Find(t => t.Name == name);
+    public WeightTensor? TryGetTensor(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>Maps and parses <paramref name="path"/>.</summary>
     public static GgufFile Open(string path)
@@ -152,13 +154,13 @@ public sealed unsafe class GgufFile : IDisposable
         }
         var tensorCount = r.U64();
         var kvCount = r.U64();
-        // Smallest possible entries: a kv needs key length (8) + key (1) + type (4) + value (1);
-        // a tensor info needs name length (8) + name (1) + n_dims (4) + one dim (8) + type (4) + offset (8).
-        if (kvCount > (ulong)(r.Remaining / 14))
+        // Smallest possible entries: a kv needs key length (8) + type (4) + value (1);
+        // a tensor info needs name length (8) + n_dims (4) + one dim (8) + type (4) + offset (8).
+        if (kvCount > (ulong)(r.Remaining / 13))
         {
             throw new ModelFormatException(path, $"metadata count {kvCount} cannot fit in the {r.Remaining} remaining bytes");
         }
-        if (tensorCount > (ulong)(r.Remaining / 33))
+        if (tensorCount > (ulong)(r.Remaining / 32))
         {
             throw new ModelFormatException(path, $"tensor count {tensorCount} cannot fit in the {r.Remaining} remaining bytes");
         }
