@@ -5,13 +5,15 @@ namespace Tandem.Cli;
 
 internal static class Program
 {
-    public static int Main(string[] args)
+    public static int Main(string[] args) => BuildRoot().Parse(args).Invoke();
+
+    /// <summary>The whole command tree (tests invoke it in-process).</summary>
+    internal static RootCommand BuildRoot()
     {
-        var root = new RootCommand("Tandem: a disaggregated LLM inference server. Run 'tandem <command> --help' for details.")
+        return new RootCommand("Tandem: a disaggregated LLM inference server. Run 'tandem <command> --help' for details.")
         {
             GenerateCommand.Create(),
             ModelCommands.Create(),
         };
-        return root.Parse(args).Invoke();
     }
 }

@@ -1,4 +1,4 @@
-namespace Tandem.Engine.Tests;
+namespace Tandem.Tests;
 
 /// <summary>Locates the real test models (../shared/models beside the repository, or $TANDEM_TEST_MODELS).</summary>
 internal static class TestModels

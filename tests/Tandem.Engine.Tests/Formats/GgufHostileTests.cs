@@ -1,3 +1,4 @@
+using Tandem.Tests;
 using System.Text;
 using Tandem.Engine.Formats.Gguf;
 using Tandem.Engine.Models;

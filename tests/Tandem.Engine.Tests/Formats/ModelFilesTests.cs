@@ -1,3 +1,4 @@
+using Tandem.Tests;
 using Tandem.Engine.Models;
 
 namespace Tandem.Engine.Tests.Formats;

@@ -1,3 +1,4 @@
+using Tandem.Tests;
 using System.Text.Json;
 using Tandem.Engine.Formats.HuggingFace;
 using Tandem.Engine.Formats.Safetensors;

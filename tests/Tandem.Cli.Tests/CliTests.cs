@@ -1,0 +1,120 @@
+using System.CommandLine;
+using Tandem.Tests;
+
+namespace Tandem.Cli.Tests;
+
+/// <summary>Runs the real command tree in-process with captured console output (one class: tests here never overlap).</summary>
+public class CliTests
+{
+    private static (int Exit, string Out, string Err) Run(params string[] args)
+    {
+        var oldOut = Console.Out;
+        var oldErr = Console.Error;
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        Console.SetOut(stdout);
+        Console.SetError(stderr);
+        try
+        {
+            var config = new InvocationConfiguration { Output = stdout, Error = stderr };
+            var exit = Program.BuildRoot().Parse(args).Invoke(config);
+            return (exit, stdout.ToString(), stderr.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+            Console.SetError(oldErr);
+        }
+    }
+
+    [Theory]
+    [InlineData("generate", "--max-tokens")]
+    [InlineData("model", "info")]
+    [InlineData("model info", "--tensors")]
+    [InlineData("model init", "--preset")]
+    public void Help_EveryCommand_DescribesItsOptions(string command, string expected)
+    {
+        var (exit, output, _) = Run([.. command.Split(' '), "--help"]);
+        Assert.Equal(0, exit);
+        Assert.Contains(expected, output);
+    }
+
+    [Fact]
+    public void Generate_Stories260KGreedy_PrintsTheStory()
+    {
+        var (exit, output, err) = Run("generate", "--model", TestModels.Stories260K, "--temperature", "0", "--max-tokens", "20", "--threads", "1", "--verbose");
+        Assert.Equal(0, exit);
+        Assert.StartsWith("Once upon a time, there was a little girl named Lily.", output, StringComparison.Ordinal);
+        Assert.Contains("decode: 19 tokens", err);
+        Assert.Contains("tokens/s", err);
+    }
+
+    [Fact]
+    public void Generate_MissingModel_FailsWithOneClearLine()
+    {
+        var (exit, _, err) = Run("generate", "--model", "/nonexistent/model.gguf");
+        Assert.Equal(1, exit);
+        Assert.StartsWith("error: ", err, StringComparison.Ordinal);
+        Assert.Contains("/nonexistent/model.gguf", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void Generate_CorruptModel_FailsWithOneClearLine()
+    {
+        using var dir = TestModels.CreateTempDirectory();
+        var path = Path.Combine(dir.Path, "bad.gguf");
+        File.WriteAllBytes(path, File.ReadAllBytes(TestModels.Stories260K).AsSpan(0, 5000).ToArray());
+        var (exit, _, err) = Run("generate", "--model", path);
+        Assert.Equal(1, exit);
+        Assert.Contains(path, err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void Generate_InvalidSampling_ExitsWithUsageError()
+    {
+        var (exit, _, err) = Run("generate", "--model", TestModels.Stories260K, "--temperature", "-1");
+        Assert.Equal(2, exit);
+        Assert.Contains("temperature", err);
+    }
+
+    [Fact]
+    public void ModelInfo_Stories260K_ReportsArchitectureAndTokenizer()
+    {
+        var (exit, output, _) = Run("model", "info", TestModels.Stories260K);
+        Assert.Equal(0, exit);
+        Assert.Contains("architecture:  llama", output);
+        Assert.Contains("layers:        5", output);
+        Assert.Contains("heads:         8 query, 4 key/value, head dim 8", output);
+        Assert.Contains("SentencePiece, 512 tokens", output);
+        Assert.Contains("bos   1 <s>", output);
+    }
+
+    [Theory]
+    [InlineData("gguf", "f32")]
+    [InlineData("gguf", "q8_0")]
+    [InlineData("safetensors", "bf16")]
+    public void ModelInit_ThenInfoAndGenerate_Work(string format, string dtype)
+    {
+        using var dir = TestModels.CreateTempDirectory();
+        var path = Path.Combine(dir.Path, format == "gguf" ? "m.gguf" : "m");
+        var (exit, output, err) = Run("model", "init", "--out", path, "--preset", "tiny", "--format", format, "--dtype", dtype, "--seed", "7");
+        Assert.True(exit == 0, err);
+        Assert.Contains("wrote", output);
+        (exit, output, err) = Run("model", "info", path, "--json");
+        Assert.True(exit == 0, err);
+        Assert.Contains("\"HiddenSize\": 64", output);
+        (exit, _, err) = Run("generate", "--model", path, "--prompt", "hello", "--max-tokens", "8", "--ignore-eos", "--verbose");
+        Assert.True(exit == 0, err);
+        Assert.Contains("output tokens (8)", err);
+    }
+
+    [Fact]
+    public void ModelInit_UnknownPreset_ListsChoices()
+    {
+        var (exit, _, err) = Run("model", "init", "--out", "/tmp/x.gguf", "--preset", "huge");
+        Assert.Equal(2, exit);
+        Assert.Contains("tiny, small, 110m", err);
+    }
+}
