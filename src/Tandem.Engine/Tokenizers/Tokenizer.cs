@@ -43,6 +43,9 @@ public abstract class Tokenizer
 
     /// <summary>A decoder that turns a stream of ids into text without ever splitting a UTF-8 character.</summary>
     public abstract IncrementalDecoder CreateIncrementalDecoder(bool skipSpecial = true);
+
+    /// <summary>Notes about approximations made while loading (e.g. an unknown pre-tokenizer replaced by GPT-2's); empty when none.</summary>
+    public virtual IReadOnlyList<string> Warnings => [];
 }
 
 /// <summary>Streaming detokenizer: returns only text that is complete, holding back partial UTF-8 sequences.</summary>
