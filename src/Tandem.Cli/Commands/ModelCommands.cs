@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
 using Tandem.Engine.Models;
-using Tandem.Engine.Tensors;
 
 namespace Tandem.Cli.Commands;
 

@@ -173,10 +173,7 @@ public static class ModelInitializer
             ["bos_token_id"] = tokenizer.BosId,
             ["eos_token_id"] = tokenizer.EosId,
         }, options));
-        foreach (var (file, text) in TokenizerExport.ToHuggingFaceFiles(tokenizer))
-        {
-            File.WriteAllText(Path.Combine(dir, file), text);
-        }
+        TokenizerExport.WriteHuggingFaceFiles(tokenizer, dir);
         File.WriteAllText(Path.Combine(dir, "README.md"), string.Create(CultureInfo.InvariantCulture,
             $"Random-weight llama model ({o.Preset.Name}, seed {o.Seed}) written by `tandem model init`. Not trained: output is noise.\n"));
     }
