@@ -46,5 +46,9 @@ public sealed class LoadedModel : IDisposable
         }
     }
 
-    public void Dispose() => Artifact.Dispose();
+    public void Dispose()
+    {
+        (Transformer.Kernels as IDisposable)?.Dispose();
+        Artifact.Dispose();
+    }
 }
