@@ -114,6 +114,18 @@ public sealed class ByteLevelBpeTokenizerTests
     }
 
     [Fact]
+    public void Encode_HundredKilobyteSingleWord_IsNotQuadratic()
+    {
+        var tokenizer = Tiny();
+        var text = string.Concat(Enumerable.Repeat("thing", 20_000)) + " " + string.Concat(Enumerable.Repeat("12345", 20_000));
+
+        var ids = tokenizer.Encode(text, addBos: false);
+
+        Assert.Equal(text, tokenizer.Decode(ids));
+        Assert.Equal(20_000, ids.Count(id => id == 268));
+    }
+
+    [Fact]
     public void TokenId_OutsideVocabulary_Throws()
     {
         var tokenizer = Tiny();
