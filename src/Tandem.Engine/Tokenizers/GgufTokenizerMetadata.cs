@@ -90,13 +90,14 @@ internal sealed class GgufTokenizerMetadata
         return result;
     }
 
-    /// <summary>A token id (uint or int, any width); -1 for a negative int ("none"); null when absent.</summary>
+    /// <summary>A token id (uint or int, any width); -1 for a negative int or an all-ones uint ("none", as llama.cpp writes it); null when absent.</summary>
     public int? TokenId(string key, int vocabSize)
     {
         var value = _metadata.GetValueOrDefault(key);
         long? id = value switch
         {
             null => null,
+            uint.MaxValue or ulong.MaxValue => -1,
             uint u => u,
             int i => i,
             ulong u => u > int.MaxValue ? long.MaxValue : (long)u,

@@ -48,7 +48,7 @@ internal static class HuggingFaceTokenizerReader
             foreach (var a in addedTokens.EnumerateArray())
             {
                 if (a.ValueKind != JsonValueKind.Object
-                    || !a.TryGetProperty("id", out var idElement) || !idElement.TryGetInt32(out var id) || id is < 0 or >= MaxVocabulary
+                    || !a.TryGetProperty("id", out var idElement) || idElement.ValueKind != JsonValueKind.Number || !idElement.TryGetInt32(out var id) || id is < 0 or >= MaxVocabulary
                     || !a.TryGetProperty("content", out var content) || content.ValueKind != JsonValueKind.String)
                 {
                     throw Error("added_tokens entries need an integer id and a string content");
