@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Tandem.Tests;
 
 namespace Tandem.Cli.Tests;
 

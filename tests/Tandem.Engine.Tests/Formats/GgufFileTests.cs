@@ -1,4 +1,3 @@
-using Tandem.Tests;
 using Tandem.Engine.Formats.Gguf;
 using Tandem.Engine.Tensors;
 

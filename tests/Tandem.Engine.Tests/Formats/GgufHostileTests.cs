@@ -1,4 +1,3 @@
-using Tandem.Tests;
 using System.Text;
 using Tandem.Engine.Formats.Gguf;
 using Tandem.Engine.Models;

@@ -1,4 +1,3 @@
-using Tandem.Tests;
 using Tandem.Engine.Models;
 
 namespace Tandem.Engine.Tests.Formats;

@@ -1,4 +1,3 @@
-using Tandem.Tests;
 using System.Text.Json;
 using Tandem.Engine.Formats.HuggingFace;
 using Tandem.Engine.Formats.Safetensors;

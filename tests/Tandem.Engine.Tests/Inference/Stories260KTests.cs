@@ -1,4 +1,3 @@
-using Tandem.Tests;
 using Tandem.Engine.Inference;
 using Tandem.Engine.Models;
 
