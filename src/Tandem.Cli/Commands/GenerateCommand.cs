@@ -89,6 +89,8 @@ internal static class GenerateCommand
                 err.WriteLine($"finish reason: {result.FinishReason.ToString().ToLowerInvariant()}");
                 err.WriteLine($"prefill: {result.PromptTokens.Count} tokens in {result.PrefillTime.TotalMilliseconds:F1} ms ({result.PrefillTokensPerSecond:F1} tokens/s)");
                 err.WriteLine($"decode: {Math.Max(result.OutputTokens.Count - 1, 0)} tokens in {result.DecodeTime.TotalMilliseconds:F1} ms ({result.DecodeTokensPerSecond:F1} tokens/s)");
+                var weightBytes = loaded.Transformer.WeightBytesPerToken;
+                err.WriteLine($"decode weight traffic: {weightBytes / 1e6:F1} MB per token → {weightBytes * result.DecodeTokensPerSecond / 1e9:F2} GB/s");
             }
             return 0;
         }));
