@@ -26,6 +26,31 @@ internal sealed unsafe class MappedFile : IDisposable
 
     public long Length { get; }
 
+    /// <summary>
+    /// Maps <paramref name="path"/> and parses it. The parser owns the mapping when it succeeds; on failure the
+    /// mapping is released and any unexpected exception becomes a <see cref="ModelFormatException"/>, so hostile
+    /// files never surface as IndexOutOfRange/Overflow exceptions.
+    /// </summary>
+    public static T OpenAndParse<T>(string path, string formatName, Func<MappedFile, T> parse)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var map = Open(path);
+        try
+        {
+            return parse(map);
+        }
+        catch (ModelFormatException)
+        {
+            map.Dispose();
+            throw;
+        }
+        catch (Exception e)
+        {
+            map.Dispose();
+            throw new ModelFormatException(path, $"malformed {formatName} file: {e.Message}", e);
+        }
+    }
+
     /// <summary>Maps <paramref name="path"/>; I/O failures become <see cref="ModelFormatException"/>.</summary>
     public static MappedFile Open(string path)
     {

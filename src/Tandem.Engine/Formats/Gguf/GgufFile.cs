@@ -113,25 +113,7 @@ public sealed unsafe class GgufFile : IDisposable
     public WeightTensor? TryGetTensor(string name) => _byName.GetValueOrDefault(name);
 
     /// <summary>Maps and parses <paramref name="path"/>.</summary>
-    public static GgufFile Open(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        var map = MappedFile.Open(path);
-        try
-        {
-            return Parse(map);
-        }
-        catch (ModelFormatException)
-        {
-            map.Dispose();
-            throw;
-        }
-        catch (Exception e)
-        {
-            map.Dispose();
-            throw new ModelFormatException(path, $"malformed GGUF file: {e.Message}", e);
-        }
-    }
+    public static GgufFile Open(string path) => MappedFile.OpenAndParse(path, "GGUF", Parse);
 
     public void Dispose() => _map.Dispose();
 

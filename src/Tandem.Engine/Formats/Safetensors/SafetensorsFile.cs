@@ -41,25 +41,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     public WeightTensor? TryGetTensor(string name) => _tensors.Find(t => t.Name == name);
 
-    public static SafetensorsFile Open(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        var map = MappedFile.Open(path);
-        try
-        {
-            return Parse(map);
-        }
-        catch (ModelFormatException)
-        {
-            map.Dispose();
-            throw;
-        }
-        catch (Exception e)
-        {
-            map.Dispose();
-            throw new ModelFormatException(path, $"malformed safetensors file: {e.Message}", e);
-        }
-    }
+    public static SafetensorsFile Open(string path) => MappedFile.OpenAndParse(path, "safetensors", Parse);
 
     public void Dispose() => _map.Dispose();
 
