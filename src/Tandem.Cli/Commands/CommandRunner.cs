@@ -18,7 +18,9 @@ internal static class CommandRunner
         }
         catch (ArgumentException e)
         {
-            Console.Error.WriteLine($"error: {e.Message}");
+            // The message is written for users; the " (Parameter 'x')" suffix is for developers.
+            var message = e.ParamName is null ? e.Message : e.Message.Replace($" (Parameter '{e.ParamName}')", "", StringComparison.Ordinal);
+            Console.Error.WriteLine($"error: {message}");
             return 2;
         }
         catch (IOException e)
