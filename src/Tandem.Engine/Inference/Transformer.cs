@@ -21,6 +21,8 @@ public sealed unsafe class Transformer
     private readonly RotaryEmbedding _rope;
     private readonly ParallelOptions _parallel;
     private readonly float _attentionScale;
+    [ThreadStatic]
+    private static float[]? _threadScores;
     private Scratch _scratch = new(0, 0);
 
     public Transformer(ModelConfig config, ModelWeights weights, IKernels kernels, int threads = 0)
@@ -202,16 +204,12 @@ public sealed unsafe class Transformer
         {
             for (var i = 0; i < work; i++)
             {
-                AttendHead(cache, chunks, l, (int)i, s, s.Scores);
+                AttendHead(cache, chunks, l, (int)i, s, ScoreBuffer(s.MaxContext));
             }
         }
         else
         {
-            Parallel.For(0, (int)work, _parallel, () => new float[s.MaxContext], (i, _, scores) =>
-            {
-                AttendHead(cache, chunks, l, i, s, scores);
-                return scores;
-            }, _ => { });
+            Parallel.For(0, (int)work, _parallel, i => AttendHead(cache, chunks, l, i, s, ScoreBuffer(s.MaxContext)));
         }
 
         _kernels.MatMul(layer.Wo, s.Att.AsSpan(0, total * qDim), s.Xb.AsSpan(0, total * dim), total);
@@ -243,6 +241,16 @@ public sealed unsafe class Transformer
             var values = cache.Values(l, seq.Blocks[p / bs]) + ((long)(p % bs) * kvDim) + (kvHead * hd);
             _kernels.MultiplyAdd(scores[p], new ReadOnlySpan<float>(values, hd), output);
         }
+    }
+
+    /// <summary>This thread's attention-score buffer, reused across heads, layers and steps (no allocation per step).</summary>
+    private static float[] ScoreBuffer(int length)
+    {
+        if (_threadScores is null || _threadScores.Length < length)
+        {
+            _threadScores = new float[length];
+        }
+        return _threadScores;
     }
 
     private void FeedForward(int l, int total, Scratch s)
@@ -301,7 +309,7 @@ public sealed unsafe class Transformer
         {
             Tokens = tokens;
             MaxContext = maxContext;
-            X = Xb = Q = K = V = Att = Gate = Up = Cos = Sin = Scores = [];
+            X = Xb = Q = K = V = Att = Gate = Up = Cos = Sin = [];
             Chunk = Position = [];
         }
 
@@ -319,7 +327,6 @@ public sealed unsafe class Transformer
             Up = new float[tokens * c.IntermediateSize];
             Cos = new float[tokens * pairs];
             Sin = new float[tokens * pairs];
-            Scores = new float[maxContext];
             Chunk = new int[tokens];
             Position = new int[tokens];
         }
@@ -336,7 +343,6 @@ public sealed unsafe class Transformer
         public float[] Up { get; }
         public float[] Cos { get; }
         public float[] Sin { get; }
-        public float[] Scores { get; }
         public int[] Chunk { get; }
         public int[] Position { get; }
     }
