@@ -1,7 +1,7 @@
 using System.CommandLine;
+using Tandem.Abstractions;
 using Tandem.Engine.Inference;
 using Tandem.Engine.Models;
-using Tandem.Engine.Sampling;
 
 namespace Tandem.Cli.Commands;
 

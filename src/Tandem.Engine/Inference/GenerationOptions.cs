@@ -1,4 +1,4 @@
-using Tandem.Engine.Sampling;
+using Tandem.Abstractions;
 
 namespace Tandem.Engine.Inference;
 
@@ -16,15 +16,6 @@ public sealed record GenerationOptions
 
     /// <summary>Prompt tokens per forward step during prefill (bounds scratch memory).</summary>
     public int PrefillChunk { get; init; } = 512;
-}
-
-public enum FinishReason
-{
-    /// <summary>A stop token was produced.</summary>
-    Stop,
-
-    /// <summary>MaxTokens or the context length was reached.</summary>
-    Length,
 }
 
 /// <summary>The outcome of <see cref="TextGenerator.Generate"/>, with timing.</summary>

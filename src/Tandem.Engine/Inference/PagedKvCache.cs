@@ -116,6 +116,30 @@ public sealed class KvSequence
         return true;
     }
 
+    /// <summary>Appends a block the caller allocated (a block manager that owns allocation, e.g. with prefix sharing).</summary>
+    public void AddBlock(int block)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(block);
+        _blocks.Add(block);
+    }
+
+    /// <summary>Declares how many positions hold valid keys and values (e.g. after reusing cached or imported blocks).</summary>
+    public void SetLength(int length, int blockSize)
+    {
+        if (length < 0 || length > _blocks.Count * blockSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"the sequence has room for {_blocks.Count * blockSize} positions");
+        }
+        Length = length;
+    }
+
+    /// <summary>Forgets the block table without returning blocks to any cache (their owner frees them).</summary>
+    public void Clear()
+    {
+        _blocks.Clear();
+        Length = 0;
+    }
+
     /// <summary>Returns every block to the cache and empties the sequence.</summary>
     public void Release(PagedKvCache cache)
     {

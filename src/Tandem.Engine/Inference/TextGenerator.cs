@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Tandem.Abstractions;
 using Tandem.Engine.Sampling;
 using Tandem.Engine.Tokenizers;
 

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using Tandem.Abstractions;
 
 namespace Tandem.Engine.Sampling;
 

@@ -1,3 +1,4 @@
+using Tandem.Abstractions;
 using Tandem.Engine.Inference;
 using Tandem.Engine.Models;
 

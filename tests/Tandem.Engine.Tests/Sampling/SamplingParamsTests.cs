@@ -1,3 +1,4 @@
+using Tandem.Abstractions;
 using Tandem.Engine.Sampling;
 
 namespace Tandem.Engine.Tests.Sampling;

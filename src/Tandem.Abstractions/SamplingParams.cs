@@ -1,4 +1,4 @@
-namespace Tandem.Engine.Sampling;
+namespace Tandem.Abstractions;
 
 /// <summary>
 /// Per-request sampling settings (OpenAI / Hugging Face semantics). Defaults leave the distribution unchanged:
