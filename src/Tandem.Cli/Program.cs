@@ -14,6 +14,7 @@ internal static class Program
         {
             GenerateCommand.Create(),
             ModelCommands.Create(),
+            EngineBenchCommand.Create(),
         };
     }
 }

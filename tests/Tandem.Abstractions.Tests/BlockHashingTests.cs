@@ -1,8 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Hashing;
-using Tandem.Abstractions;
 
-namespace Tandem.Engine.Serving.Tests;
+namespace Tandem.Abstractions.Tests;
 
 public class BlockHashingTests
 {
