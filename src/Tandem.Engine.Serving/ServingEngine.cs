@@ -50,6 +50,7 @@ public sealed class ServingEngine : IDisposable
     private long _promptComputed;
     private long _generated;
     private int _runningCount;
+    private long _lastStepAllocatedBytes;
     private int _waitingCount;
 
     public ServingEngine(Transformer model, IEnumerable<int> modelStopTokens, ServingOptions? options = null)
@@ -202,6 +203,9 @@ public sealed class ServingEngine : IDisposable
     public IAsyncEnumerable<KvEvent> ReadKvEventsAsync(CancellationToken cancellationToken = default) => Blocks.ReadEventsAsync(cancellationToken);
 
     public KvCacheSnapshot KvSnapshot() => Blocks.Snapshot();
+
+    /// <summary>Managed bytes the engine thread allocated during the last step (scheduling, forward pass, sampling, streaming); 0 in steady-state decoding.</summary>
+    internal long LastStepAllocatedBytes => Volatile.Read(ref _lastStepAllocatedBytes);
 
     private ServingSequence Admit(GenerateRequest request, bool retainKv, KvBlockLease? imported, int? firstToken, CancellationToken cancellationToken)
     {
@@ -460,7 +464,9 @@ public sealed class ServingEngine : IDisposable
                     _wake.Wait(10);
                     continue;
                 }
+                var allocated = GC.GetAllocatedBytesForCurrentThread();
                 Step();
+                Volatile.Write(ref _lastStepAllocatedBytes, GC.GetAllocatedBytesForCurrentThread() - allocated);
             }
         }
         catch (Exception e)

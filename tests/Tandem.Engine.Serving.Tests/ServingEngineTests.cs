@@ -300,4 +300,30 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         Assert.Throws<EngineUnavailableException>(() => engine.SubmitAsync(Greedy([1, 2], 2)));
         engine.Dispose();
     }
+
+    [Fact]
+    public async Task SteadyStateDecodeSteps_AllocateNothingOnTheEngineThread()
+    {
+        using var engine = NewEngine();
+        var streams = Enumerable.Range(0, 4).Select(i => engine.SubmitAsync(Greedy(Prompt(12 + i, 30 + i), 150))).ToArray();
+        var samples = new List<long>();
+        var consumers = streams.Select((s, i) => Task.Run(async () =>
+        {
+            await foreach (var t in s)
+            {
+                if (i == 0 && t.Index is > 40 and < 140)
+                {
+                    lock (samples)
+                    {
+                        samples.Add(engine.LastStepAllocatedBytes);
+                    }
+                }
+            }
+        })).ToArray();
+        await Task.WhenAll(consumers);
+        Assert.True(samples.Count > 50);
+        // Occasional growth of a channel's buffer segment is amortised; the typical step allocates nothing.
+        Assert.True(samples.Order().ElementAt(samples.Count / 2) == 0, $"median step allocation {samples.Order().ElementAt(samples.Count / 2)} bytes");
+        Assert.True(samples.Count(b => b > 0) < samples.Count / 10, $"steps allocating: {string.Join(',', samples.Where(b => b > 0))}");
+    }
 }
