@@ -19,18 +19,33 @@ public sealed unsafe class Transformer
     private readonly WeightTensor _output;
     private readonly float[] _outputNorm;
     private readonly RotaryEmbedding _rope;
-    private readonly ParallelOptions _parallel;
     private readonly float _attentionScale;
+    private readonly Action<int, int> _attendTiles;
+    private readonly bool _fastAttention;
     [ThreadStatic]
     private static float[]? _threadScores;
     private Scratch _scratch = new(0, 0);
 
+    // The attention job in flight (set by Attention, read by the pool's threads through _attendTiles).
+    private PagedKvCache? _jobCache;
+    private IReadOnlyList<ForwardChunk>? _jobChunks;
+    private int _jobLayer;
+
+    /// <param name="config">Model shape.</param>
+    /// <param name="weights">Weights of <paramref name="config"/>.</param>
+    /// <param name="kernels">Kernel set; attention runs on its <see cref="IKernels.ParallelFor"/> (the optimized set's worker pool).</param>
+    /// <param name="threads">Unused since attention shares the kernels' threads (set the thread count on the kernel set); kept for compatibility.</param>
     public Transformer(ModelConfig config, ModelWeights weights, IKernels kernels, int threads = 0)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(kernels);
+        ArgumentOutOfRangeException.ThrowIfNegative(threads);
         Config = config;
         _weights = weights;
         _kernels = kernels;
-        _parallel = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
+        _attendTiles = AttendTiles;
+        _fastAttention = kernels is OptimizedKernels;
         _embedding = weights.Get("token_embd.weight");
         _output = config.TiedEmbeddings ? _embedding : weights.Get("output.weight");
         _outputNorm = TensorConversion.ToFloat(weights.Get("output_norm.weight"));
@@ -108,6 +123,7 @@ public sealed unsafe class Transformer
 
         // Token table: which chunk each row belongs to and its absolute position.
         var row = 0;
+        var maxPosition = 0;
         for (var i = 0; i < chunks.Count; i++)
         {
             var tokens = chunks[i].Tokens.Span;
@@ -120,9 +136,33 @@ public sealed unsafe class Transformer
                 }
                 s.Chunk[row] = i;
                 s.Position[row] = chunks[i].Sequence.Length + j;
+                maxPosition = Math.Max(maxPosition, s.Position[row]);
                 TensorConversion.DequantizeRow(_embedding, id, s.X.AsSpan(row * dim, dim));
                 _rope.Angles(s.Position[row], s.Cos.AsSpan(row * _rope.Pairs, _rope.Pairs), s.Sin.AsSpan(row * _rope.Pairs, _rope.Pairs));
             }
+        }
+
+        // Attention tiles: up to TileRows (token, head) rows of one chunk that share a kv head, so each key and value
+        // loaded is used for all of them. Prefill: consecutive tokens; GQA: the heads of one group.
+        var group = c.NumHeads / c.NumKvHeads;
+        var tileTokens = Math.Max(1, TileRows / group);
+        s.TileCount = 0;
+        s.ScoreStride = (maxPosition + 16) & ~15;
+        row = 0;
+        for (var i = 0; i < chunks.Count; i++)
+        {
+            var n = chunks[i].Tokens.Length;
+            for (var kvh = 0; kvh < c.NumKvHeads; kvh++)
+            {
+                for (var j = 0; j < n; j += tileTokens)
+                {
+                    s.TileToken[s.TileCount] = row + j;
+                    s.TileTokens[s.TileCount] = Math.Min(tileTokens, n - j);
+                    s.TileKvHead[s.TileCount] = kvh;
+                    s.TileCount++;
+                }
+            }
+            row += n;
         }
 
         for (var l = 0; l < _layers.Length; l++)
@@ -147,9 +187,9 @@ public sealed unsafe class Transformer
         {
             _kernels.MatMul(_output, s.Xb.AsSpan(0, logitRows * dim), logits[..(logitRows * c.VocabSize)], logitRows);
         }
-        foreach (var ch in chunks)
+        for (var i = 0; i < chunks.Count; i++)
         {
-            ch.Sequence.Length += ch.Tokens.Length;
+            chunks[i].Sequence.Length += chunks[i].Tokens.Length;
         }
     }
 
@@ -197,58 +237,106 @@ public sealed unsafe class Transformer
             v.CopyTo(new Span<float>(cache.Values(l, block) + slot, kvDim));
         }
 
-        // Causal attention per (token, head), reading keys/values through the block table.
-        var work = (long)total * c.NumHeads;
-        var span = s.Position[total - 1] + 1;
-        if (work * span * hd < 1 << 16 || _parallel.MaxDegreeOfParallelism == 1)
+        // Causal attention per tile, on the kernels' threads.
+        _jobCache = cache;
+        _jobChunks = chunks;
+        _jobLayer = l;
+        try
         {
-            for (var i = 0; i < work; i++)
-            {
-                AttendHead(cache, chunks, l, (int)i, s, ScoreBuffer(s.MaxContext));
-            }
+            _kernels.ParallelFor(s.TileCount, _attendTiles);
         }
-        else
+        finally
         {
-            Parallel.For(0, (int)work, _parallel, i => AttendHead(cache, chunks, l, i, s, ScoreBuffer(s.MaxContext)));
+            _jobCache = null;
+            _jobChunks = null;
         }
 
         _kernels.MatMul(layer.Wo, s.Att.AsSpan(0, total * qDim), s.Xb.AsSpan(0, total * dim), total);
         _kernels.MultiplyAdd(1f, s.Xb.AsSpan(0, total * dim), s.X.AsSpan(0, total * dim));
     }
 
-    private void AttendHead(PagedKvCache cache, IReadOnlyList<ForwardChunk> chunks, int l, int item, Scratch s, float[] scoreBuffer)
+    /// <summary>Query rows handled together by one attention tile (each loaded key/value row is used for all of them).</summary>
+    private const int TileRows = AttentionKernel.MaxRows;
+
+    private void AttendTiles(int start, int end)
     {
+        var s = _scratch;
+        var cache = _jobCache!;
+        var chunks = _jobChunks!;
         var c = Config;
-        int hd = c.HeadDim, kvDim = c.KvDim;
-        var t = item / c.NumHeads;
-        var h = item % c.NumHeads;
-        var kvHead = h / (c.NumHeads / c.NumKvHeads);
-        var seq = chunks[s.Chunk[t]].Sequence;
-        var pos = s.Position[t];
-        var q = new ReadOnlySpan<float>(s.Q, (t * c.QDim) + (h * hd), hd);
-        var scores = scoreBuffer.AsSpan(0, pos + 1);
-        var bs = cache.BlockSize;
-        for (var p = 0; p <= pos; p++)
+        int hd = c.HeadDim, qDim = c.QDim, group = c.NumHeads / c.NumKvHeads;
+        var stride = s.ScoreStride;
+        var scores = ScoreBuffer(TileRows * stride);
+        var rows = stackalloc AttentionRow[TileRows];
+        fixed (float* q = s.Q)
+        fixed (float* att = s.Att)
+        fixed (float* sc = scores)
         {
-            var keys = cache.Keys(l, seq.Blocks[p / bs]) + ((long)(p % bs) * kvDim) + (kvHead * hd);
-            scores[p] = _kernels.Dot(q, new ReadOnlySpan<float>(keys, hd)) * _attentionScale;
-        }
-        _kernels.Softmax(scores);
-        var output = new Span<float>(s.Att, (t * c.QDim) + (h * hd), hd);
-        output.Clear();
-        for (var p = 0; p <= pos; p++)
-        {
-            var values = cache.Values(l, seq.Blocks[p / bs]) + ((long)(p % bs) * kvDim) + (kvHead * hd);
-            _kernels.MultiplyAdd(scores[p], new ReadOnlySpan<float>(values, hd), output);
+            for (var tile = start; tile < end; tile++)
+            {
+                var t0 = s.TileToken[tile];
+                var kvh = s.TileKvHead[tile];
+                var seq = chunks[s.Chunk[t0]].Sequence;
+                var m = 0;
+                var tokens = s.TileTokens[tile];
+                for (var i = 0; i < tokens; i++)
+                {
+                    for (var g = 0; g < group; g++)
+                    {
+                        var offset = ((long)(t0 + i) * qDim) + (((kvh * group) + g) * hd);
+                        rows[m] = new AttentionRow(q + offset, att + offset, s.Position[t0 + i]);
+                        if (++m == TileRows)
+                        {
+                            Attend(cache, seq.Blocks, kvh, rows, m, sc, stride);
+                            m = 0;
+                        }
+                    }
+                }
+                if (m > 0)
+                {
+                    Attend(cache, seq.Blocks, kvh, rows, m, sc, stride);
+                }
+            }
         }
     }
 
-    /// <summary>This thread's attention-score buffer, reused across heads, layers and steps (no allocation per step).</summary>
+    private void Attend(PagedKvCache cache, IReadOnlyList<int> blocks, int kvHead, AttentionRow* rows, int m, float* scores, int stride)
+    {
+        var hd = Config.HeadDim;
+        if (_fastAttention)
+        {
+            AttentionKernel.Attend(cache, blocks, _jobLayer, kvHead, hd, rows, m, scores, stride, _attentionScale);
+            return;
+        }
+        // Any other kernel set (the reference): one row at a time through its Dot, Softmax and MultiplyAdd.
+        var bs = cache.BlockSize;
+        for (var i = 0; i < m; i++)
+        {
+            var pos = rows[i].Position;
+            var q = new ReadOnlySpan<float>(rows[i].Query, hd);
+            var sc = new Span<float>(scores, pos + 1);
+            for (var p = 0; p <= pos; p++)
+            {
+                var keys = cache.Keys(_jobLayer, blocks[p / bs]) + ((long)(p % bs) * cache.KvDim) + (kvHead * hd);
+                sc[p] = _kernels.Dot(q, new ReadOnlySpan<float>(keys, hd)) * _attentionScale;
+            }
+            _kernels.Softmax(sc);
+            var output = new Span<float>(rows[i].Output, hd);
+            output.Clear();
+            for (var p = 0; p <= pos; p++)
+            {
+                var values = cache.Values(_jobLayer, blocks[p / bs]) + ((long)(p % bs) * cache.KvDim) + (kvHead * hd);
+                _kernels.MultiplyAdd(sc[p], new ReadOnlySpan<float>(values, hd), output);
+            }
+        }
+    }
+
+    /// <summary>This thread's attention-score buffer, reused across tiles, layers and steps (no allocation per step).</summary>
     private static float[] ScoreBuffer(int length)
     {
         if (_threadScores is null || _threadScores.Length < length)
         {
-            _threadScores = new float[length];
+            _threadScores = GC.AllocateUninitializedArray<float>(length, pinned: true);
         }
         return _threadScores;
     }
@@ -310,7 +398,7 @@ public sealed unsafe class Transformer
             Tokens = tokens;
             MaxContext = maxContext;
             X = Xb = Q = K = V = Att = Gate = Up = Cos = Sin = [];
-            Chunk = Position = [];
+            Chunk = Position = TileToken = TileTokens = TileKvHead = [];
         }
 
         public Scratch(int tokens, ModelConfig c, int pairs, int maxContext)
@@ -329,6 +417,9 @@ public sealed unsafe class Transformer
             Sin = new float[tokens * pairs];
             Chunk = new int[tokens];
             Position = new int[tokens];
+            TileToken = new int[tokens * c.NumKvHeads];
+            TileTokens = new int[tokens * c.NumKvHeads];
+            TileKvHead = new int[tokens * c.NumKvHeads];
         }
 
         public int Tokens { get; }
@@ -345,6 +436,15 @@ public sealed unsafe class Transformer
         public float[] Sin { get; }
         public int[] Chunk { get; }
         public int[] Position { get; }
+
+        /// <summary>Attention tiles of the step: first token row, token count, kv head.</summary>
+        public int[] TileToken { get; }
+        public int[] TileTokens { get; }
+        public int[] TileKvHead { get; }
+        public int TileCount { get; set; }
+
+        /// <summary>Floats per row of the attention-score scratch (&gt; the step's largest position, a multiple of 16).</summary>
+        public int ScoreStride { get; set; }
     }
 
     private sealed class Layer

@@ -26,4 +26,13 @@ public interface IKernels
 
     /// <summary>gate[i] = silu(gate[i]) × up[i] (SwiGLU).</summary>
     void SiluMultiply(Span<float> gate, ReadOnlySpan<float> up);
+
+    /// <summary>
+    /// Calls <paramref name="body"/>(start, end) for disjoint ranges that together cover [0, <paramref name="count"/>), each at
+    /// most <paramref name="grain"/> long. The optimized set hands ranges out dynamically to its worker threads (the caller
+    /// included), so the items must be independent; the reference set runs them in order on the calling thread. The body
+    /// may call this kernel set's other methods (nested MatMul/ParallelFor then run on the current thread). No allocation:
+    /// pass a delegate created once, not a fresh lambda.
+    /// </summary>
+    void ParallelFor(int count, Action<int, int> body, int grain = 1);
 }

@@ -42,8 +42,19 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
     [ThreadStatic]
     private static float[]? _threadScratch;
 
+    /// <summary>Set while this thread runs a part of a pooled job: nested pooled work then runs inline (no deadlock).</summary>
+    [ThreadStatic]
+    private static bool _inPart;
+
     private readonly Lock _gate = new();
     private readonly Action<int> _part;
+    private readonly Action<int> _forPart;
+
+    // The pooled ParallelFor in flight (guarded by _gate).
+    private Action<int, int>? _forBody;
+    private int _forCount;
+    private int _forGrain;
+    private int _forNext;
     private readonly ParallelMode _mode;
     private WorkerPool? _pool;
 
@@ -62,6 +73,7 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
         ParallelThreshold = parallelThreshold;
         _mode = mode;
         _part = RunPart;
+        _forPart = RunForPart;
     }
 
     public string Name => "optimized";
@@ -82,7 +94,7 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
         fixed (float* x = input)
         fixed (float* y = output)
         {
-            if (parts <= 1 || work < ParallelThreshold)
+            if (parts <= 1 || work < ParallelThreshold || _inPart)
             {
                 RunRows(w, x, y, n, 0, w.Rows);
                 return;
@@ -98,15 +110,7 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
                 parts = (w.Rows + _jobChunk - 1) / _jobChunk;
                 try
                 {
-                    if (_mode == ParallelMode.ParallelFor)
-                    {
-                        Parallel.For(0, parts, _part);
-                    }
-                    else
-                    {
-                        _pool ??= new WorkerPool(Threads - 1);
-                        _pool.Run(_part, parts);
-                    }
+                    RunPooled(_part, parts);
                 }
                 finally
                 {
@@ -115,6 +119,78 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
                     _jobOutput = null;
                 }
             }
+        }
+    }
+
+    public void ParallelFor(int count, Action<int, int> body, int grain = 1)
+    {
+        KernelChecks.ParallelFor(count, body, grain);
+        if (count == 0)
+        {
+            return;
+        }
+        var parts = (int)Math.Min(Threads, ((long)count + grain - 1) / grain);
+        if (parts <= 1 || _inPart)
+        {
+            for (var start = 0; start < count; start += grain)
+            {
+                body(start, Math.Min(count, start + grain));
+            }
+            return;
+        }
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _forBody = body;
+            _forCount = count;
+            _forGrain = grain;
+            _forNext = 0;
+            try
+            {
+                RunPooled(_forPart, parts);
+            }
+            finally
+            {
+                _forBody = null;
+            }
+        }
+    }
+
+    /// <summary>Runs part(0 … parts-1) on the pool (caller = part 0); holds <see cref="_gate"/>.</summary>
+    private void RunPooled(Action<int> part, int parts)
+    {
+        if (_mode == ParallelMode.ParallelFor)
+        {
+            Parallel.For(0, parts, part);
+        }
+        else
+        {
+            _pool ??= new WorkerPool(Threads - 1);
+            _pool.Run(part, parts);
+        }
+    }
+
+    private void RunForPart(int part)
+    {
+        var body = _forBody!;
+        int count = _forCount, grain = _forGrain;
+        var wasInPart = _inPart;
+        _inPart = true;
+        try
+        {
+            while (true)
+            {
+                var start = Interlocked.Add(ref _forNext, grain) - grain;
+                if (start >= count || start < 0)
+                {
+                    return;
+                }
+                body(start, Math.Min(count, start + grain));
+            }
+        }
+        finally
+        {
+            _inPart = wasInPart;
         }
     }
 
@@ -137,7 +213,16 @@ internal sealed unsafe class OptimizedKernels : IKernels, IDisposable
         var r1 = Math.Min(w.Rows, r0 + _jobChunk);
         if (r0 < r1)
         {
-            RunRows(w, _jobInput, _jobOutput, _jobN, r0, r1);
+            var wasInPart = _inPart;
+            _inPart = true;
+            try
+            {
+                RunRows(w, _jobInput, _jobOutput, _jobN, r0, r1);
+            }
+            finally
+            {
+                _inPart = wasInPart;
+            }
         }
     }
 

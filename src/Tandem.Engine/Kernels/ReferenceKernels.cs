@@ -107,6 +107,15 @@ internal sealed unsafe class ReferenceKernels : IKernels
             gate[i] = (float)(g / (1.0 + Math.Exp(-g)) * up[i]);
         }
     }
+
+    public void ParallelFor(int count, Action<int, int> body, int grain = 1)
+    {
+        KernelChecks.ParallelFor(count, body, grain);
+        for (var start = 0; start < count; start += grain)
+        {
+            body(start, Math.Min(count, start + grain));
+        }
+    }
 }
 
 /// <summary>Argument validation shared by the kernel sets.</summary>
@@ -128,6 +137,13 @@ internal static class KernelChecks
         {
             throw new ArgumentException($"output holds {output.Length} floats, {n} × {w.Rows} needed for '{w.Name}'", nameof(output));
         }
+    }
+
+    public static void ParallelFor(int count, Action<int, int> body, int grain)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentNullException.ThrowIfNull(body);
+        ArgumentOutOfRangeException.ThrowIfLessThan(grain, 1);
     }
 
     public static void SameLength(ReadOnlySpan<float> a, ReadOnlySpan<float> b)

@@ -61,12 +61,20 @@ public class TransformerTests
         }
     }
 
-    [Fact]
-    public void Forward_PrefillInChunks_MatchesTokenByToken()
+    /// <summary>Head dims 8 (portable attention), 16 and 32 (AVX-512 tiles); groups 1, 2, 4, 8 (tiles of 4 tokens, 2 tokens, one token, half a group).</summary>
+    [Theory]
+    [InlineData(48, 6, 2, 2)]
+    [InlineData(64, 4, 2, 1)]
+    [InlineData(64, 4, 2, 3)]
+    [InlineData(128, 4, 4, 2)]
+    [InlineData(128, 8, 2, 2)]
+    [InlineData(128, 8, 1, 3)]
+    public void Forward_PrefillInChunks_MatchesTokenByToken(int dim, int heads, int kvHeads, int threads)
     {
-        var config = InMemoryModel.Config(rope: RopeStyle.Interleaved);
+        var config = InMemoryModel.Config(rope: RopeStyle.Interleaved, dim: dim, heads: heads, kvHeads: kvHeads);
         using var weights = InMemoryModel.Create(config, seed: 3);
-        var model = new Transformer(config, weights, KernelSet.CreateOptimized(2), threads: 2);
+        using var kernels = (OptimizedKernels)KernelSet.CreateOptimized(threads);
+        var model = new Transformer(config, weights, kernels);
         var prompt = Enumerable.Range(0, 37).Select(i => (i * 31) % config.VocabSize).ToArray();
         var naive = new NaiveLlama(config, weights);
         double[] expected = [];
@@ -90,12 +98,16 @@ public class TransformerTests
         }
     }
 
-    [Fact]
-    public void Forward_SequencesBatchedWithInterleavedBlocks_MatchSeparateRuns()
+    [Theory]
+    [InlineData(48, 6, 2, 2)]
+    [InlineData(64, 4, 4, 3)]
+    [InlineData(128, 8, 2, 1)]
+    public void Forward_SequencesBatchedWithInterleavedBlocks_MatchSeparateRuns(int dim, int heads, int kvHeads, int threads)
     {
-        var config = InMemoryModel.Config(bias: true);
+        var config = InMemoryModel.Config(bias: true, dim: dim, heads: heads, kvHeads: kvHeads);
         using var weights = InMemoryModel.Create(config, seed: 11);
-        var model = new Transformer(config, weights, KernelSet.CreateOptimized(2), threads: 2);
+        using var kernels = (OptimizedKernels)KernelSet.CreateOptimized(threads);
+        var model = new Transformer(config, weights, kernels);
         int[][] prompts = [[5, 9, 13, 2, 40, 41, 42], [77, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]];
         var references = prompts.Select(_ => new NaiveLlama(config, weights)).ToArray();
         using var cache = model.CreateCache(numBlocks: 32, blockSize: 2);
@@ -139,6 +151,38 @@ public class TransformerTests
                 AssertClose(references[i].Step(tokens[i]), logits.AsSpan(i * config.VocabSize, config.VocabSize), $"decode {step} seq {i}");
             }
         }
+    }
+
+    [Theory]
+    [InlineData(48, 6, 2)]
+    [InlineData(64, 4, 2)]
+    public void Forward_SteadyStateDecodeStep_AllocatesNothing(int dim, int heads, int kvHeads)
+    {
+        var config = InMemoryModel.Config(dim: dim, heads: heads, kvHeads: kvHeads);
+        using var weights = InMemoryModel.Create(config, seed: 5);
+        using var kernels = new OptimizedKernels(2, parallelThreshold: 0);
+        var model = new Transformer(config, weights, kernels);
+        using var cache = model.CreateCache(numBlocks: 32, blockSize: 4);
+        var seqs = Enumerable.Range(0, 3).Select(_ => new KvSequence()).ToArray();
+        foreach (var seq in seqs)
+        {
+            Assert.True(seq.TryReserve(cache, 12));
+            model.Forward(cache, [new ForwardChunk(seq, new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9 })], new float[config.VocabSize]);
+        }
+        ForwardChunk[] step = [.. seqs.Select((s, i) => new ForwardChunk(s, new[] { 10 + i }))];
+        var logits = new float[seqs.Length * config.VocabSize];
+        long allocated = -1;
+        for (var i = 0; i < 5; i++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            model.Forward(cache, step, logits);
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            foreach (var seq in seqs)
+            {
+                seq.Length = 9;
+            }
+        }
+        Assert.Equal(0, allocated);
     }
 
     [Fact]
