@@ -322,8 +322,10 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         })).ToArray();
         await Task.WhenAll(consumers);
         Assert.True(samples.Count > 50);
-        // Occasional growth of a channel's buffer segment is amortised; the typical step allocates nothing.
-        Assert.True(samples.Order().ElementAt(samples.Count / 2) == 0, $"median step allocation {samples.Order().ElementAt(samples.Count / 2)} bytes");
-        Assert.True(samples.Count(b => b > 0) < samples.Count / 10, $"steps allocating: {string.Join(',', samples.Where(b => b > 0))}");
+        // The forward pass, scheduling and sampling allocate nothing; what remains is waking a consumer that waits on its
+        // stream (a thread-pool work item) and the occasional growth of a stream's buffer, a few hundred bytes at most.
+        var median = samples.Order().ElementAt(samples.Count / 2);
+        Assert.True(median == 0, $"median step allocation {median} bytes");
+        Assert.True(samples.Average() < 512, $"mean step allocation {samples.Average():F0} bytes: {string.Join(',', samples.Where(b => b > 0))}");
     }
 }
