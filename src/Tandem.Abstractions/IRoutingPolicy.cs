@@ -1,0 +1,19 @@
+namespace Tandem.Abstractions;
+
+/// <summary>What a routing policy knows about a request.</summary>
+public sealed record RoutingRequest(string RequestId, string Model, IReadOnlyList<int> PromptTokens, string? CacheSalt = null);
+
+/// <summary>A worker a policy may choose, with the load the router sees for it.</summary>
+/// <param name="Instance">The worker.</param>
+/// <param name="ActiveRequests">Requests the router sent there that have not finished (its own prediction between metric updates).</param>
+/// <param name="KvUsage">Last reported fraction of KV blocks in use, 0 when unknown.</param>
+public sealed record RoutingCandidate(WorkerInstance Instance, int ActiveRequests, double KvUsage);
+
+/// <summary>Chooses a worker for a request; policies are selected by name (`--router`).</summary>
+public interface IRoutingPolicy
+{
+    string Name { get; }
+
+    /// <summary>Picks one of <paramref name="candidates"/> (never empty).</summary>
+    RoutingCandidate Choose(RoutingRequest request, IReadOnlyList<RoutingCandidate> candidates);
+}

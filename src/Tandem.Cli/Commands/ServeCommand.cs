@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Tandem.Frontend;
+using Tandem.Hosting;
+using Tandem.Routing;
+
+namespace Tandem.Cli.Commands;
+
+/// <summary>`tandem serve`: the OpenAI-compatible server with its workers in one process (no infrastructure needed).</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Create<string?>("--model", "Model path: a .gguf file or a Hugging Face model directory (default: the random-weight demo model tandem-demo)", null, "-m");
+        var servedName = CliOptions.Create<string?>("--served-model-name", "Model name clients use (default: the file or directory name)", null);
+        var host = CliOptions.Create("--host", "Address to listen on (0.0.0.0 for all interfaces)", "127.0.0.1");
+        var port = CliOptions.Create("--http-port", "HTTP port (0 = any free port)", 8000, "--port");
+        var workers = CliOptions.Create("--workers", "Aggregated workers, each with its own engine and KV cache", 1);
+        var router = CliOptions.Create("--router", $"Routing policy: {string.Join(", ", RoutingPolicies.Names)}", RoutingPolicies.RoundRobin);
+        var threads = CliOptions.Create("--threads", "Compute threads per worker (0 = one per core)", 0);
+        var apiKey = CliOptions.Create<string?>("--api-key", "Require 'Authorization: Bearer KEY' on /v1 (comma-separated for several keys)", null);
+        var maxBody = CliOptions.Create("--max-request-body", "Largest request body, e.g. 8MiB", "8MiB");
+        var maxPrompt = CliOptions.Optional<int>("--max-prompt-tokens", "Longest prompt in tokens (default: the model's context length)");
+        var maxTotal = CliOptions.Optional<int>("--max-total-tokens", "Largest prompt + max_tokens (default: the model's context length)");
+        var maxInflight = CliOptions.Create("--max-inflight-requests", "Requests served at once; more get 429 with Retry-After", 512);
+        var timeout = CliOptions.Create("--request-timeout", "Seconds a request may take before it is cancelled", 600.0);
+        var drain = CliOptions.Create("--drain-timeout", "Seconds to let requests in flight finish on shutdown (SIGTERM, Ctrl+C)", 30.0);
+        var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
+        var logFormat = CliOptions.Create("--log-format", "text or json", "text");
+        var serving = new ServingFlags();
+        var command = new Command("serve", "Serve a model behind an OpenAI-compatible HTTP API (frontend and workers in one process)")
+        {
+            model, servedName, host, port, workers, router, threads, apiKey, maxBody, maxPrompt, maxTotal, maxInflight, timeout, drain, logLevel, logFormat,
+        };
+        foreach (var option in serving.Options)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction(parse => CommandRunner.Run(() =>
+        {
+            var options = new EmbeddedServerOptions
+            {
+                ModelPath = parse.GetValue(model) is { Length: > 0 } m ? m : null,
+                ServedModelName = parse.GetValue(servedName) is { Length: > 0 } n ? n : null,
+                Workers = parse.GetValue(workers),
+                Threads = parse.GetValue(threads),
+                Router = parse.GetValue(router)!,
+                Serving = serving.Read(parse),
+                Frontend = new FrontendOptions
+                {
+                    Host = parse.GetValue(host)!,
+                    Port = parse.GetValue(port),
+                    ApiKeys = parse.GetValue(apiKey) is { Length: > 0 } keys ? keys.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : [],
+                    MaxRequestBodyBytes = ServingFlags.ParseBytes(parse.GetValue(maxBody)!),
+                    MaxPromptTokens = parse.GetValue(maxPrompt),
+                    MaxTotalTokens = parse.GetValue(maxTotal),
+                    MaxInflightRequests = parse.GetValue(maxInflight),
+                    RequestTimeout = Seconds(parse.GetValue(timeout), "--request-timeout"),
+                },
+            };
+            var drainTimeout = Seconds(parse.GetValue(drain), "--drain-timeout");
+            using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
+            return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(EmbeddedServerOptions options, TimeSpan drainTimeout, ILoggerFactory loggerFactory)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+
+        var server = await EmbeddedServer.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
+        var err = Console.Error;
+        if (server.IsDemoModel)
+        {
+            err.WriteLine($"tandem: serving the demo model '{server.ModelName}' (random weights: its text is meaningless).");
+            err.WriteLine("tandem: to serve a real model: tandem serve --model PATH (a .gguf file or a Hugging Face directory)");
+        }
+        err.WriteLine($"tandem: model '{server.ModelName}' ready at {server.Url} (OpenAI API under {server.Url}v1). Ctrl+C stops.");
+        err.WriteLine($"tandem: try: curl {server.Url}v1/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{server.ModelName}\",\"prompt\":\"Once upon a time\",\"max_tokens\":32}}'");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutdown was asked for.
+        }
+        err.WriteLine($"tandem: shutting down; letting requests in flight finish (up to {drainTimeout.TotalSeconds:0} s)");
+        await server.ShutdownAsync(drainTimeout).ConfigureAwait(false);
+        return 0;
+    }
+
+    private static TimeSpan Seconds(double value, string flag) =>
+        value > 0 && double.IsFinite(value) ? TimeSpan.FromSeconds(value) : throw new ArgumentException($"{flag} must be a positive number of seconds, got {value}");
+}

@@ -1,0 +1,140 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Tandem.Abstractions;
+using Tandem.Engine.Models;
+using Tandem.Engine.Serving;
+using Tandem.Frontend;
+using Tandem.Frontend.Models;
+using Tandem.Routing;
+using Tandem.Runtime;
+using Tandem.Worker;
+
+namespace Tandem.Hosting;
+
+/// <summary>
+/// `tandem serve`: the frontend and aggregated workers in one process, wired through in-memory discovery and the
+/// in-process request plane — the same interfaces that etcd and the network implement for separate processes.
+/// </summary>
+public sealed partial class EmbeddedServer : IAsyncDisposable
+{
+    private readonly List<LoadedModel> _models = [];
+    private readonly List<EngineWorker> _workers = [];
+    private readonly InMemoryDiscovery _discovery = new();
+    private readonly InProcessRequestPlane _plane = new();
+    private readonly ILogger _logger;
+    private FrontendServer? _frontend;
+
+    private EmbeddedServer(ILoggerFactory loggerFactory)
+    {
+        _logger = loggerFactory.CreateLogger("Tandem.Serve");
+    }
+
+    public FrontendServer Frontend => _frontend ?? throw new InvalidOperationException("not started");
+
+    public Uri Url => Frontend.Url;
+
+    public string ModelName { get; private set; } = "";
+
+    public IReadOnlyList<EngineWorker> Workers => _workers;
+
+    public bool IsDemoModel { get; private set; }
+
+    /// <summary>Loads the model, starts the workers and the frontend; throws on bad settings or model files.</summary>
+    public static async Task<EmbeddedServer> StartAsync(EmbeddedServerOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Workers, 1, "--workers");
+        options.Serving.Validate();
+        options.Frontend.Validate();
+        var policy = RoutingPolicies.Create(options.Router);
+        loggerFactory ??= NullLoggerFactory.Instance;
+        var server = new EmbeddedServer(loggerFactory);
+        try
+        {
+            server.IsDemoModel = options.ModelPath is null;
+            var path = options.ModelPath ?? ModelSource.EnsureDemoModel();
+            var catalog = new ModelCatalog();
+            for (var i = 0; i < options.Workers; i++)
+            {
+                // Each worker maps the file itself (the OS shares the pages) and owns its kernels, engine and KV cache.
+                var loaded = LoadedModel.Load(path, threads: options.Threads);
+                server._models.Add(loaded);
+                if (i == 0)
+                {
+                    server.ModelName = options.ServedModelName ?? (server.IsDemoModel ? ModelSource.DemoModelName : loaded.Artifact.Name);
+                    catalog.Add(ModelSource.Describe(loaded, server.ModelName));
+                }
+                var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options.Serving);
+                var worker = new EngineWorker(engine, new WorkerInstance
+                {
+                    InstanceId = $"worker-{i}",
+                    Role = WorkerRole.Both,
+                    Model = server.ModelName,
+                    ModelFingerprint = Fingerprint(loaded),
+                    StartedAt = DateTimeOffset.UtcNow,
+                });
+                server._workers.Add(worker);
+                server._plane.Add(worker);
+                server._discovery.Register(worker.Instance);
+            }
+            server._frontend = new FrontendServer(options.Frontend, catalog, server._discovery, server._plane, policy, loggerFactory);
+            await server._frontend.StartAsync(cancellationToken).ConfigureAwait(false);
+            Log.Serving(server._logger, server.ModelName, path, options.Workers, server._workers[0].Engine.Blocks.NumBlocks, options.Serving.BlockSize);
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Stops taking requests, lets those in flight finish (up to <paramref name="deadline"/>), then stops.</summary>
+    public async Task ShutdownAsync(TimeSpan deadline)
+    {
+        if (_frontend is { } frontend)
+        {
+            var drained = await frontend.DrainAsync(deadline).ConfigureAwait(false);
+            Log.Drained(_logger, drained, frontend.InflightRequests);
+        }
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_frontend is { } frontend)
+        {
+            _frontend = null;
+            await frontend.DisposeAsync().ConfigureAwait(false);
+        }
+        foreach (var w in _workers)
+        {
+            _discovery.Deregister(w.Instance.InstanceId);
+            _plane.Remove(w.Instance.InstanceId);
+            w.Dispose();
+        }
+        _workers.Clear();
+        foreach (var m in _models)
+        {
+            m.Dispose();
+        }
+        _models.Clear();
+    }
+
+    /// <summary>Weights and KV layout identity: architecture, shapes and the weight file's size and name.</summary>
+    private static string Fingerprint(LoadedModel model)
+    {
+        var c = model.Config;
+        var text = $"{c.Architecture}|{c.NumLayers}|{c.HiddenSize}|{c.NumKvHeads}|{c.HeadDim}|{c.VocabSize}|{model.Artifact.Name}|{model.Artifact.Weights.TotalBytes}";
+        return Convert.ToHexStringLower(System.IO.Hashing.XxHash3.Hash(System.Text.Encoding.UTF8.GetBytes(text)));
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "serving model {Model} from {Path} with {Workers} aggregated worker(s), {Blocks} KV blocks of {BlockSize} tokens each")]
+        public static partial void Serving(ILogger logger, string model, string path, int workers, int blocks, int blockSize);
+
+        [LoggerMessage(2, LogLevel.Information, "drain finished: all requests done {Drained}, still in flight {Inflight}")]
+        public static partial void Drained(ILogger logger, bool drained, int inflight);
+    }
+}

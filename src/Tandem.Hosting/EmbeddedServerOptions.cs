@@ -1,0 +1,26 @@
+using Tandem.Engine.Serving;
+using Tandem.Frontend;
+
+namespace Tandem.Hosting;
+
+/// <summary>Settings of `tandem serve`: the model, its engine, the workers and the frontend.</summary>
+public sealed record EmbeddedServerOptions
+{
+    /// <summary>A .gguf file or Hugging Face directory; null = the demo model.</summary>
+    public string? ModelPath { get; init; }
+
+    /// <summary>The name clients use; default: the model's file or directory name (or tandem-demo).</summary>
+    public string? ServedModelName { get; init; }
+
+    /// <summary>Aggregated workers, each with its own engine and KV cache over the same mapped weights.</summary>
+    public int Workers { get; init; } = 1;
+
+    /// <summary>Compute threads per worker; 0 = one per core.</summary>
+    public int Threads { get; init; }
+
+    public string Router { get; init; } = Tandem.Routing.RoutingPolicies.RoundRobin;
+
+    public ServingOptions Serving { get; init; } = new();
+
+    public FrontendOptions Frontend { get; init; } = new();
+}

@@ -1,0 +1,52 @@
+using Tandem.Engine.Models;
+using Tandem.Frontend.Models;
+
+namespace Tandem.Hosting;
+
+/// <summary>Where served models come from: a user's path, or the built-in random-weight demo model.</summary>
+public static class ModelSource
+{
+    /// <summary>The name of the demo model `tandem serve` uses when no --model is given.</summary>
+    public const string DemoModelName = "tandem-demo";
+
+    /// <summary>
+    /// Writes (once) and returns the demo model: the `small` preset with random weights and the built-in vocabulary.
+    /// It exists so that a first `tandem serve` answers at once; its text is meaningless.
+    /// </summary>
+    public static string EnsureDemoModel(string? cacheDirectory = null)
+    {
+        var dir = cacheDirectory ?? Path.Combine(
+            Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+            "tandem");
+        var path = Path.Combine(dir, "tandem-demo-small-v1.gguf");
+        if (File.Exists(path))
+        {
+            return path;
+        }
+        Directory.CreateDirectory(dir);
+        // Write beside and rename, so a concurrent start never maps a half-written file.
+        var temp = path + "." + Environment.ProcessId + ".tmp";
+        ModelInitializer.Write(temp, new ModelInitOptions { Preset = ModelPresets.Small, Seed = 1 });
+        File.Move(temp, path, overwrite: true);
+        return path;
+    }
+
+    /// <summary>What the frontend needs of a loaded model to serve it under <paramref name="name"/>.</summary>
+    public static ServedModel Describe(LoadedModel model, string name)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var defaults = model.Artifact.GenerationDefaults;
+        return new ServedModel
+        {
+            Name = name,
+            Tokenizer = model.Tokenizer,
+            ContextLength = model.Config.ContextLength,
+            ChatTemplate = model.Artifact.ChatTemplate,
+            EosTokenIds = defaults.EosTokenIds,
+            DefaultTemperature = defaults.Temperature,
+            DefaultTopP = defaults.TopP,
+            DefaultTopK = defaults.TopK,
+            DefaultRepetitionPenalty = defaults.RepetitionPenalty,
+        };
+    }
+}

@@ -1,0 +1,76 @@
+using System.Collections.Concurrent;
+using Tandem.Abstractions;
+
+namespace Tandem.Routing;
+
+/// <summary>
+/// Picks the worker for each request: the decode-capable workers of the request's model in the current discovery
+/// snapshot, ranked by the policy with the router's own count of requests in flight per worker (it knows what it sent
+/// before any load report could say so). Dispose the returned <see cref="RoutedWorker"/> when the request ends.
+/// </summary>
+public sealed class WorkerRouter(IDiscovery discovery, IRoutingPolicy policy)
+{
+    private readonly ConcurrentDictionary<string, StrongBox> _active = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, double> _kvUsage = new(StringComparer.Ordinal);
+
+    public IRoutingPolicy Policy { get; } = policy;
+
+    /// <summary>Requests in flight that this router sent to <paramref name="instanceId"/>.</summary>
+    public int ActiveRequests(string instanceId) => _active.TryGetValue(instanceId, out var box) ? Volatile.Read(ref box.Value) : 0;
+
+    /// <summary>Records a worker's last reported KV usage (0..1) for policies that weigh it.</summary>
+    public void ReportKvUsage(string instanceId, double usage) => _kvUsage[instanceId] = usage;
+
+    /// <summary>
+    /// Chooses a worker for <paramref name="request"/>, skipping <paramref name="exclude"/> (workers that already
+    /// failed this request). Null when no worker serves the model.
+    /// </summary>
+    public RoutedWorker? Route(RoutingRequest request, IReadOnlyCollection<string>? exclude = null)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var workers = discovery.Current.DecodeWorkers(request.Model);
+        var candidates = new List<RoutingCandidate>(workers.Count);
+        foreach (var w in workers)
+        {
+            if (exclude is null || !exclude.Contains(w.InstanceId))
+            {
+                candidates.Add(new RoutingCandidate(w, ActiveRequests(w.InstanceId), _kvUsage.GetValueOrDefault(w.InstanceId)));
+            }
+        }
+        if (candidates.Count == 0)
+        {
+            return null;
+        }
+        var chosen = Policy.Choose(request, candidates);
+        var box = _active.GetOrAdd(chosen.Instance.InstanceId, _ => new StrongBox());
+        Interlocked.Increment(ref box.Value);
+        return new RoutedWorker(chosen.Instance, box);
+    }
+
+    /// <summary>A worker chosen for one request; disposing it ends the request's share of the worker's load.</summary>
+    public sealed class RoutedWorker : IDisposable
+    {
+        private StrongBox? _box;
+
+        internal RoutedWorker(WorkerInstance instance, StrongBox box)
+        {
+            Instance = instance;
+            _box = box;
+        }
+
+        public WorkerInstance Instance { get; }
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _box, null) is { } box)
+            {
+                Interlocked.Decrement(ref box.Value);
+            }
+        }
+    }
+
+    internal sealed class StrongBox
+    {
+        public int Value;
+    }
+}
