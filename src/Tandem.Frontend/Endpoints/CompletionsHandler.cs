@@ -294,7 +294,7 @@ internal sealed partial class CompletionsHandler(
         if (logprobs is not null)
         {
             var tokenizer = run.Request.Model.Tokenizer;
-            logprobs.Add(new TokenLogprob(tokenizer.Decode([token.TokenId], skipSpecial: false), token.Logprob, tokenizer.TokenBytes(token.TokenId).ToArray()));
+            logprobs.Add(new TokenLogprob(run.Output.LastDecoded, token.Logprob, tokenizer.TokenBytes(token.TokenId).ToArray()));
         }
         if (run.Output.Stopped)
         {

@@ -123,6 +123,7 @@ internal static class RequestParser
                 var first = prompt[0];
                 if (first.ValueKind == JsonValueKind.Number)
                 {
+                    JsonFields.ReadTokenIds(prompt, "prompt", int.MaxValue); // types now; the vocabulary once the model is known
                     return request with { PromptTokenArray = prompt.Clone() };
                 }
                 // A batch of prompts (["a", "b"] or [[1,2],[3]]) would need n responses in one; a single one is accepted.
@@ -130,8 +131,9 @@ internal static class RequestParser
                 {
                     return request with { PromptText = first.GetString() };
                 }
-                if (prompt.GetArrayLength() == 1 && first.ValueKind == JsonValueKind.Array)
+                if (prompt.GetArrayLength() == 1 && first.ValueKind == JsonValueKind.Array && first.GetArrayLength() > 0)
                 {
+                    JsonFields.ReadTokenIds(first, "prompt", int.MaxValue);
                     return request with { PromptTokenArray = first.Clone() };
                 }
                 throw OpenAiException.BadRequest("'prompt' must be a string, an array of token ids, or a one-element array of either; batches of prompts are not supported", "prompt");

@@ -12,7 +12,14 @@ internal sealed class OutputProcessor(Tokenizer tokenizer, IReadOnlyList<string>
     public bool Stopped => _stops.Stopped;
 
     /// <summary>Text to send after <paramref name="tokenId"/> (often empty while a character or a possible stop string is incomplete).</summary>
-    public string Push(int tokenId) => _stops.Push(_decoder.Push(tokenId));
+    public string Push(int tokenId)
+    {
+        LastDecoded = _decoder.Push(tokenId);
+        return _stops.Push(LastDecoded);
+    }
+
+    /// <summary>The text the last token decoded to before stop strings (a token's text for logprobs).</summary>
+    public string LastDecoded { get; private set; } = "";
 
     /// <summary>The rest of the text when generation ended on its own (EOS or length).</summary>
     public string Finish()

@@ -5,7 +5,7 @@ namespace Tandem.Frontend.Processing;
 /// <summary>
 /// Applies stop strings to streamed text: releases text only once it can no longer be the start of a stop string, so a
 /// stop string split across tokens never leaks into the output. After a match, the text before it is released and
-/// everything from the match on is dropped.
+/// everything from the match on is dropped. When stops overlap, the one that is complete first in the text wins.
 /// </summary>
 internal sealed class StopStringMatcher
 {
@@ -38,21 +38,25 @@ internal sealed class StopStringMatcher
         }
         _held.Append(text);
         var held = _held.ToString();
-        var earliest = -1;
+        // The occurrence that completes first wins (then the one starting first): exactly what a token-by-token check
+        // finds, however the text was split into pieces.
+        var bestStart = -1;
+        var bestEnd = int.MaxValue;
         foreach (var stop in _stops)
         {
             var at = held.IndexOf(stop, StringComparison.Ordinal);
-            if (at >= 0 && (earliest < 0 || at < earliest))
+            if (at >= 0 && (at + stop.Length < bestEnd || (at + stop.Length == bestEnd && at < bestStart)))
             {
-                earliest = at;
+                bestStart = at;
+                bestEnd = at + stop.Length;
                 MatchedStop = stop;
             }
         }
-        if (earliest >= 0)
+        if (bestStart >= 0)
         {
             Stopped = true;
             _held.Clear();
-            return held[..earliest];
+            return held[..bestStart];
         }
         var keep = HeldSuffixLength(held);
         _held.Clear().Append(held, held.Length - keep, keep);
