@@ -15,6 +15,7 @@ internal static class Program
             GenerateCommand.Create(),
             ModelCommands.Create(),
             EngineBenchCommand.Create(),
+            BenchCommand.Create(),
         };
     }
 }
