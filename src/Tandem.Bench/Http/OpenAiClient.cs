@@ -198,7 +198,10 @@ internal sealed class OpenAiClient : IDisposable
 
         public bool Finished { get; private set; }
 
-        /// <summary>Takes one event's JSON; returns a failure record when the server reported an error or sent something unreadable.</summary>
+        /// <summary>
+        /// Takes one event's JSON (or, with <paramref name="whole"/>, a non-streamed response: no chunk times, tokens from usage
+        /// only); returns a failure record when the server reported an error or sent something unreadable.
+        /// </summary>
         public RequestRecord? OnEvent(string data, long timestamp, BenchEndpoint endpoint, bool whole = false)
         {
             JsonDocument document;
@@ -237,7 +240,7 @@ internal sealed class OpenAiClient : IDisposable
                 {
                     foreach (var choice in choices.EnumerateArray())
                     {
-                        if (HasContent(choice, endpoint, whole))
+                        if (!whole && HasContent(choice, endpoint, whole))
                         {
                             OnContent(timestamp);
                         }
