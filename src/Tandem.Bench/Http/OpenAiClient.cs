@@ -129,7 +129,7 @@ internal sealed class OpenAiClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            return measurement.Fail("connection", e.Message);
+            return measurement.Fail("connection", e.InnerException is { } inner ? $"{e.Message} ({inner.Message})" : e.Message);
         }
         catch (IOException e)
         {

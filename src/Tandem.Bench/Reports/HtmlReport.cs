@@ -95,7 +95,7 @@ internal static class HtmlReport
         .meta { color: #555; margin: 0 0 1rem; }
         table.summary { border-collapse: collapse; margin-bottom: 1.5rem; }
         table.summary td, table.summary th { border-bottom: 1px solid #ddd; padding: .2rem .8rem; text-align: left; }
-        td.num { text-align: right; font-variant-numeric: tabular-nums; }
+        table.summary td.num { text-align: right; font-variant-numeric: tabular-nums; }
         .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 1rem; }
         figure { margin: 0; border: 1px solid #ddd; padding: .5rem; }
         figcaption { font-weight: 600; margin-bottom: .3rem; }
