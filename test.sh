@@ -5,6 +5,22 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
+# System packages the tests use. Installed when missing, in CI (CI=true) or when running as root; add packages to the list.
+apt_packages=(chromium)
+missing=()
+for package in "${apt_packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = "0" ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    elif [ "${CI:-}" = "true" ] && command -v sudo >/dev/null; then
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "test.sh: warning: missing packages: ${missing[*]} (apt-get install -y ${missing[*]}); tests that need them will be skipped" >&2
+    fi
+fi
+
 models="${TANDEM_TEST_MODELS:-$root/../shared/models}"
 if [ ! -f "$models/stories260K/stories260K.gguf" ]; then
     if [ "${CI:-}" = "true" ]; then

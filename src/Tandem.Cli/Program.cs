@@ -16,6 +16,7 @@ internal static class Program
             ModelCommands.Create(),
             EngineBenchCommand.Create(),
             ServeCommand.Create(),
+            BenchCommand.Create(),
         };
     }
 }

@@ -31,6 +31,7 @@ public class CliTests
     [InlineData("model", "info")]
     [InlineData("model info", "--tensors")]
     [InlineData("model init", "--preset")]
+    [InlineData("bench", "--request-rate")]
     public void Help_EveryCommand_DescribesItsOptions(string command, string expected)
     {
         var (exit, output, _) = Run([.. command.Split(' '), "--help"]);
@@ -46,6 +47,38 @@ public class CliTests
         Assert.StartsWith("Once upon a time, there was a little girl named Lily.", output, StringComparison.Ordinal);
         Assert.Contains("decode: 19 tokens", err);
         Assert.Contains("tokens/s", err);
+    }
+
+    [Fact]
+    public void Bench_MissingUrl_FailsWithOneClearLine()
+    {
+        var (exit, _, err) = Run("bench", "--model", "m");
+        Assert.Equal(2, exit);
+        Assert.Equal("error: --url is required (the server's base URL, e.g. http://127.0.0.1:8000)", err.Trim());
+    }
+
+    [Fact]
+    public void Bench_TokenIdsWithChat_FailsWithOneClearLine()
+    {
+        var (exit, _, err) = Run("bench", "--url", "http://127.0.0.1:1", "--model", "m", "--prompt-format", "token-ids");
+        Assert.Equal(2, exit);
+        Assert.Contains("--prompt-format token-ids needs --endpoint completions", err);
+    }
+
+    [Fact]
+    public void Bench_BadDuration_FailsWithOneClearLine()
+    {
+        var (exit, _, err) = Run("bench", "--url", "http://127.0.0.1:1", "--model", "m", "--duration", "soon");
+        Assert.Equal(2, exit);
+        Assert.Contains("--duration must be a positive duration", err);
+    }
+
+    [Fact]
+    public void Bench_UnreachableServer_ReportsConnectionErrors()
+    {
+        var (exit, output, _) = Run("bench", "--url", "http://127.0.0.1:1", "--model", "m", "--requests", "2", "--timeout", "5s");
+        Assert.Equal(1, exit);
+        Assert.Contains("connection 2", output);
     }
 
     [Fact]
