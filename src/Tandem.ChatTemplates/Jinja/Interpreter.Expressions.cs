@@ -61,7 +61,7 @@ internal sealed partial class Interpreter
             case "-":
                 return operand switch
                 {
-                    long l => checked(-l),
+                    long l => (object)checked(-l),
                     double d => -d,
                     bool b => b ? -1L : 0L,
                     _ => throw OperandError("unary -", operand, null),

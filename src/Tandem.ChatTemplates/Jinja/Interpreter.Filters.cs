@@ -90,7 +90,7 @@ internal sealed partial class Interpreter
             case "abs":
                 return value switch
                 {
-                    long l => Math.Abs(l),
+                    long l => (object)Math.Abs(l),
                     double d => Math.Abs(d),
                     bool b => b ? 1L : 0L,
                     _ => throw Values.Error($"bad operand type for abs(): '{Values.TypeName(value)}'"),
