@@ -161,7 +161,7 @@ internal sealed partial class Interpreter
                     case "/": return y == 0 ? throw Values.Error("division by zero") : (double)x / y;
                     case "//": return y == 0 ? throw Values.Error("integer division or modulo by zero") : FloorDiv(x, y);
                     case "%": return y == 0 ? throw Values.Error("integer division or modulo by zero") : x - (FloorDiv(x, y) * y);
-                    case "**": return y < 0 ? Math.Pow(x, y) : IntegerPower(x, y);
+                    case "**": return y < 0 ? Math.Pow(x, y) : (object)IntegerPower(x, y);
                     default: break;
                 }
             }

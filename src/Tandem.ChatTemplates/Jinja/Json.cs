@@ -146,7 +146,7 @@ internal static class Json
             case int or short or sbyte or byte or ushort or uint:
                 return Convert.ToInt64(value, CultureInfo.InvariantCulture);
             case ulong u:
-                return u <= long.MaxValue ? (long)u : (double)u;
+                return u <= long.MaxValue ? (long)u : (object)(double)u;
             case float or decimal:
                 return Convert.ToDouble(value, CultureInfo.InvariantCulture);
             case char c:
@@ -201,7 +201,7 @@ internal static class Json
             case JsonValueKind.False:
                 return false;
             case JsonValueKind.Number:
-                return element.TryGetInt64(out var l) ? l : element.GetDouble();
+                return element.TryGetInt64(out var l) ? l : (object)element.GetDouble();
             case JsonValueKind.Array:
                 var list = new List<object?>();
                 foreach (var item in element.EnumerateArray())
