@@ -221,7 +221,7 @@ internal sealed partial class Interpreter
         {
             throw Values.Error($"String exceeds {Limits.MaxStringLength} characters");
         }
-        Charge(length / 16);
+        Charge(length);
     }
 
     private void CheckListLength(long length)

@@ -151,7 +151,7 @@ internal sealed partial class Interpreter
         {
             throw Values.Error($"Rendered output exceeds {Limits.MaxStringLength} characters");
         }
-        Charge(text.Length / 16);
+        Charge(text.Length);
         _output.Append(text);
     }
 

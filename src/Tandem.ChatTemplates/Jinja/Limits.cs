@@ -12,8 +12,11 @@ internal static class Limits
     /// <summary>Loop iterations over the whole render.</summary>
     public const long MaxLoopIterations = 1_000_000;
 
-    /// <summary>Abstract work units over the whole render: one per evaluated node plus the size of each built string or list.</summary>
-    public const long MaxWork = 500_000_000;
+    /// <summary>
+    /// Work units over the whole render: one per evaluated node plus the length of every string or list built or written.
+    /// Legitimate prompts, even near <see cref="MaxStringLength"/>, use a small fraction.
+    /// </summary>
+    public const long MaxWork = 200_000_000;
 
     /// <summary>Nested macro calls.</summary>
     public const int MaxCallDepth = 64;
