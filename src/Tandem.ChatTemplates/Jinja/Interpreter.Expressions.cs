@@ -123,7 +123,7 @@ internal sealed partial class Interpreter
                 {
                     var length = Math.Max(0, times) * text.Length;
                     CheckStringLength(length);
-                    return string.Concat(Enumerable.Repeat(text, (int)Math.Max(0, times)));
+                    return new System.Text.StringBuilder((int)length).Insert(0, text, (int)Math.Max(0, times)).ToString();
                 }
                 break;
             case "*" when a is IReadOnlyList<object?> || b is IReadOnlyList<object?>:
