@@ -123,7 +123,7 @@ internal sealed partial class Interpreter
                 {
                     var length = Math.Max(0, times) * text.Length;
                     CheckStringLength(length);
-                    return new System.Text.StringBuilder((int)length).Insert(0, text, (int)Math.Max(0, times)).ToString();
+                    return Repeat(text, (int)Math.Max(0, times));
                 }
                 break;
             case "*" when a is IReadOnlyList<object?> || b is IReadOnlyList<object?>:
@@ -207,6 +207,20 @@ internal sealed partial class Interpreter
             }
         }
         return result;
+    }
+
+    private static string Repeat(string text, int times)
+    {
+        if (text.Length == 1)
+        {
+            return new string(text[0], times);
+        }
+        var sb = new System.Text.StringBuilder(text.Length * times);
+        for (var i = 0; i < times; i++)
+        {
+            sb.Append(text);
+        }
+        return sb.ToString();
     }
 
     private string Concat(string a, string b)

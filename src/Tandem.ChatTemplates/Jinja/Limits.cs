@@ -16,7 +16,7 @@ internal static class Limits
     /// Work units over the whole render: one per evaluated node plus the length of every string or list built or written.
     /// Legitimate prompts, even near <see cref="MaxStringLength"/>, use a small fraction.
     /// </summary>
-    public const long MaxWork = 200_000_000;
+    public const long MaxWork = 100_000_000;
 
     /// <summary>Nested macro calls.</summary>
     public const int MaxCallDepth = 64;
