@@ -294,6 +294,19 @@ public class ModelTemplateTests
     }
 
     [Fact]
+    public void DeepSeekR1Distill_SystemAndMultiTurn_PutsSystemFirstAndOpensThinkBlock()
+    {
+        var template = Load("DeepSeek-R1-Distill-Qwen-32B.jinja");
+        var context = new ChatTemplateContext { BosToken = "<｜begin▁of▁sentence｜>" };
+        Assert.Equal(
+            "<｜begin▁of▁sentence｜>You are a helpful assistant.<｜User｜>Hello!<｜Assistant｜><think>\n",
+            template.Render(SystemAndUser, context));
+        Assert.Equal(
+            "<｜begin▁of▁sentence｜><｜User｜>Hello!<｜Assistant｜>Hi! How can I help?<｜end▁of▁sentence｜><｜User｜>What is 2+2?<｜Assistant｜><think>\n",
+            template.Render(MultiTurn, context));
+    }
+
+    [Fact]
     public void Default_SystemUserAndNullContent_RendersChatMl()
     {
         ChatMessage[] messages = [.. SystemAndUser, Assistant(null)];
