@@ -216,7 +216,7 @@ internal sealed partial class Interpreter
             try
             {
                 Bind(node.Targets, items[i]);
-                _scope.Set("loop", LoopVariable(items, i));
+                _scope.Set("loop", new LoopContext(items, i));
                 if (ExecuteBody(node.Body) == Flow.Break)
                 {
                     break;
@@ -235,27 +235,6 @@ internal sealed partial class Interpreter
         {
             throw Values.Error($"Template exceeds {Limits.MaxLoopIterations} loop iterations");
         }
-    }
-
-    private static Dictionary<string, object?> LoopVariable(IReadOnlyList<object?> items, int i)
-    {
-        long count = items.Count;
-        return new Dictionary<string, object?>(StringComparer.Ordinal)
-        {
-            ["index"] = (long)i + 1,
-            ["index0"] = (long)i,
-            ["revindex"] = count - i,
-            ["revindex0"] = count - i - 1,
-            ["first"] = i == 0,
-            ["last"] = i == count - 1,
-            ["length"] = count,
-            ["depth"] = 1L,
-            ["depth0"] = 0L,
-            ["previtem"] = i > 0 ? items[i - 1] : new Undefined("there is no previous item"),
-            ["nextitem"] = i < count - 1 ? items[i + 1] : new Undefined("there is no next item"),
-            ["cycle"] = new Callable("loop.cycle", (args, _) =>
-                args.Count == 0 ? throw Values.Error("loop.cycle() needs at least one argument") : args[i % args.Count]),
-        };
     }
 
     private void Bind(IReadOnlyList<string> targets, object? value)
