@@ -62,7 +62,7 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
                 if (i == 0)
                 {
                     server.ModelName = options.ServedModelName ?? (server.IsDemoModel ? ModelSource.DemoModelName : loaded.Artifact.Name);
-                    catalog.Add(ModelSource.Describe(loaded, server.ModelName));
+                    catalog.Add(ModelSource.Describe(loaded, server.ModelName, message => Log.TemplateWarning(server._logger, message)));
                 }
                 var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options.Serving);
                 var worker = new EngineWorker(engine, new WorkerInstance
@@ -133,6 +133,9 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
     {
         [LoggerMessage(1, LogLevel.Information, "serving model {Model} from {Path} with {Workers} aggregated worker(s), {Blocks} KV blocks of {BlockSize} tokens each")]
         public static partial void Serving(ILogger logger, string model, string path, int workers, int blocks, int blockSize);
+
+        [LoggerMessage(3, LogLevel.Warning, "{Message}")]
+        public static partial void TemplateWarning(ILogger logger, string message);
 
         [LoggerMessage(2, LogLevel.Information, "drain finished: all requests done {Drained}, still in flight {Inflight}")]
         public static partial void Drained(ILogger logger, bool drained, int inflight);

@@ -1,3 +1,4 @@
+using Tandem.ChatTemplates;
 using Tandem.Engine.Models;
 using Tandem.Frontend.Models;
 
@@ -31,17 +32,32 @@ public static class ModelSource
         return path;
     }
 
-    /// <summary>What the frontend needs of a loaded model to serve it under <paramref name="name"/>.</summary>
-    public static ServedModel Describe(LoadedModel model, string name)
+    /// <summary>
+    /// What the frontend needs of a loaded model to serve it under <paramref name="name"/>. A chat template that does
+    /// not parse is reported through <paramref name="warn"/> and replaced by the default one, so completions still work.
+    /// </summary>
+    public static ServedModel Describe(LoadedModel model, string name, Action<string>? warn = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var defaults = model.Artifact.GenerationDefaults;
+        var template = ChatTemplate.Default;
+        if (model.Artifact.ChatTemplate is { Length: > 0 } source)
+        {
+            try
+            {
+                template = ChatTemplate.Parse(source);
+            }
+            catch (ChatTemplateException e)
+            {
+                warn?.Invoke($"the chat template of {model.Artifact.Path} does not parse ({e.Message}); using the default ChatML template");
+            }
+        }
         return new ServedModel
         {
             Name = name,
             Tokenizer = model.Tokenizer,
             ContextLength = model.Config.ContextLength,
-            ChatTemplate = model.Artifact.ChatTemplate,
+            ChatTemplate = template,
             EosTokenIds = defaults.EosTokenIds,
             DefaultTemperature = defaults.Temperature,
             DefaultTopP = defaults.TopP,

@@ -1,3 +1,4 @@
+using Tandem.ChatTemplates;
 using Tandem.Engine.Tokenizers;
 
 namespace Tandem.Frontend.Models;
@@ -15,8 +16,8 @@ public sealed record ServedModel
 
     public required int ContextLength { get; init; }
 
-    /// <summary>The model's chat template source (Jinja); null = the documented default template.</summary>
-    public string? ChatTemplate { get; init; }
+    /// <summary>The model's chat template, or <see cref="ChatTemplates.ChatTemplate.Default"/> (ChatML) when it has none.</summary>
+    public ChatTemplate ChatTemplate { get; init; } = ChatTemplate.Default;
 
     /// <summary>End-of-sequence ids from the model's generation config (the tokenizer's own EOS always stops).</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
