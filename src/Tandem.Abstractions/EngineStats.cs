@@ -37,4 +37,13 @@ public sealed record EngineStats
     public long PromptTokensComputed { get; init; }
 
     public long TokensGenerated { get; init; }
+
+    /// <summary>Decode worker: prompts prefilled by a prefill worker (KV pushed or pulled in).</summary>
+    public long RemotePrefills { get; init; }
+
+    /// <summary>Decode worker: prompts prefilled here (short, cached, or fallback).</summary>
+    public long LocalPrefills { get; init; }
+
+    /// <summary>Decode worker: remote prefills that failed or were skipped for lack of capacity and ran locally, by reason.</summary>
+    public IReadOnlyDictionary<string, long> PrefillFallbacks { get; init; } = new Dictionary<string, long>();
 }

@@ -30,4 +30,19 @@ public sealed record GenerateRequest
 
     /// <summary>Isolates this request's prefix-cache entries (e.g. per tenant or adapter); folded into the block-hash seed.</summary>
     public string? CacheSalt { get; init; }
+
+    /// <summary>
+    /// Prefill-first disaggregation: the prompt's KV was computed by a prefill worker and waits there under a lease;
+    /// the decode worker pulls it and continues from the first token instead of prefilling. Engines ignore it.
+    /// </summary>
+    public RemoteKv? RemoteKv { get; init; }
 }
+
+/// <summary>Where a prompt's KV waits after a context-only prefill, and the first token sampled from it.</summary>
+/// <param name="Address">The prefill worker's KV transfer address (e.g. <c>tcp://host:port</c>).</param>
+/// <param name="Handle">The lease holding the blocks on that worker.</param>
+/// <param name="Blocks">Blocks in the lease.</param>
+/// <param name="FirstToken">The token the prefill sampled.</param>
+/// <param name="FirstLogprob">Its log-probability (NaN when not asked for).</param>
+/// <param name="InstanceId">The prefill worker, to release the lease through the request plane.</param>
+public sealed record RemoteKv(string Address, long Handle, int Blocks, int FirstToken, float FirstLogprob, string InstanceId);

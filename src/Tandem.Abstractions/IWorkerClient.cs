@@ -18,7 +18,20 @@ public interface IWorkerClient
 
     /// <summary>The worker's current load.</summary>
     ValueTask<EngineStats> GetStatsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Context only (prefill-first disaggregation): computes the prompt's KV, samples the first token and keeps the KV
+    /// pinned under a lease for a decode worker to pull (released by <see cref="ReleaseKvAsync"/> or after a timeout).
+    /// </summary>
+    Task<PrefillHandle> PrefillAsync(GenerateRequest request, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"worker {Instance.InstanceId} does not serve context-only prefills");
+
+    /// <summary>Releases a lease returned by <see cref="PrefillAsync"/> early; unknown handles are ignored.</summary>
+    ValueTask ReleaseKvAsync(long handle, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 }
+
+/// <summary>The result of a context-only prefill: the first token and where its KV waits (null when the request already ended).</summary>
+public sealed record PrefillHandle(TokenOutput FirstToken, RemoteKv? Kv);
 
 /// <summary>Finds the client for a discovered worker (in-process registry now; gRPC channels for remote workers).</summary>
 public interface IRequestPlane

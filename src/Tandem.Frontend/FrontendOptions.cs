@@ -1,5 +1,12 @@
 namespace Tandem.Frontend;
 
+/// <summary>Who orchestrates a disaggregated request (blueprint §1).</summary>
+public enum DisaggregationStrategy
+{
+    DecodeFirst,
+    PrefillFirst,
+}
+
 /// <summary>Settings of the HTTP frontend (the `tandem serve` / `tandem frontend` flags), validated at startup.</summary>
 public sealed record FrontendOptions
 {
@@ -28,6 +35,12 @@ public sealed record FrontendOptions
 
     /// <summary>Value of the Retry-After header on 429/503 answers.</summary>
     public int RetryAfterSeconds { get; init; } = 1;
+
+    /// <summary>
+    /// Disaggregation strategy: decode-first (the decode worker decides and asks a prefill worker itself) or
+    /// prefill-first (the frontend sends the prompt to a prefill worker first, then the decode worker pulls the KV).
+    /// </summary>
+    public DisaggregationStrategy Strategy { get; init; } = DisaggregationStrategy.DecodeFirst;
 
     /// <summary>How many different workers a request is offered to when one is overloaded or unreachable before any token.</summary>
     public int MaxRouteAttempts { get; init; } = 3;

@@ -7,6 +7,7 @@ using Tandem.Frontend;
 using Tandem.Frontend.Models;
 using Tandem.Routing;
 using Tandem.Runtime;
+using Tandem.Transfer;
 using Tandem.Worker;
 
 namespace Tandem.Hosting;
@@ -21,6 +22,8 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
     private readonly List<EngineWorker> _workers = [];
     private readonly InMemoryDiscovery _discovery = new();
     private readonly InProcessRequestPlane _plane = new();
+    private readonly InMemoryEventBus _bus = new();
+    private readonly InProcessKvTransport _transport = new();
     private readonly ILogger _logger;
     private FrontendServer? _frontend;
 
@@ -54,32 +57,66 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
             server.IsDemoModel = options.ModelPath is null;
             var path = options.ModelPath ?? ModelSource.EnsureDemoModel();
             var catalog = new ModelCatalog();
-            for (var i = 0; i < options.Workers; i++)
+            var disagg = options.Mode == ServeMode.Disaggregated;
+            if (disagg)
+            {
+                ArgumentOutOfRangeException.ThrowIfLessThan(options.PrefillWorkers, 0, "--prefill-workers");
+                ArgumentOutOfRangeException.ThrowIfLessThan(options.DecodeWorkers, 1, "--decode-workers");
+                options.Disaggregation.Validate();
+            }
+            var roles = disagg
+                ? [.. Enumerable.Repeat(WorkerRole.Prefill, options.PrefillWorkers), .. Enumerable.Repeat(WorkerRole.Decode, options.DecodeWorkers)]
+                : Enumerable.Repeat(WorkerRole.Both, options.Workers).ToList();
+            var counts = new Dictionary<WorkerRole, int>();
+            foreach (var role in roles)
             {
                 // Each worker maps the file itself (the OS shares the pages) and owns its kernels, engine and KV cache.
                 var loaded = LoadedModel.Load(path, threads: options.Threads);
                 server._models.Add(loaded);
-                if (i == 0)
+                if (server._models.Count == 1)
                 {
                     server.ModelName = options.ServedModelName ?? (server.IsDemoModel ? ModelSource.DemoModelName : loaded.Artifact.Name);
                     catalog.Add(ModelSource.Describe(loaded, server.ModelName, message => Log.TemplateWarning(server._logger, message)));
                 }
-                var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options.Serving);
-                var worker = new EngineWorker(engine, new WorkerInstance
+                counts[role] = counts.GetValueOrDefault(role) + 1;
+                var id = role switch
                 {
-                    InstanceId = $"worker-{i}",
-                    Role = WorkerRole.Both,
+                    WorkerRole.Prefill => $"prefill-{counts[role] - 1}",
+                    WorkerRole.Decode => $"decode-{counts[role] - 1}",
+                    _ => $"worker-{counts[role] - 1}",
+                };
+                var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options.Serving);
+                var instance = new WorkerInstance
+                {
+                    InstanceId = id,
+                    Role = role,
                     Model = server.ModelName,
                     ModelFingerprint = Fingerprint(loaded),
                     StartedAt = DateTimeOffset.UtcNow,
-                });
+                };
+                var services = disagg
+                    ? new WorkerServices
+                    {
+                        Bus = server._bus,
+                        Transports = [server._transport],
+                        KvAddress = InProcessKvTransport.Scheme + id,
+                        Discovery = server._discovery,
+                        Options = options.Disaggregation,
+                    }
+                    : null;
+                var worker = new EngineWorker(engine, instance, services, loggerFactory.CreateLogger("Tandem.Worker." + id));
+                if (disagg)
+                {
+                    server._transport.Register(id, worker.KvAccess);
+                }
+                worker.Start();
                 server._workers.Add(worker);
                 server._plane.Add(worker);
                 server._discovery.Register(worker.Instance);
             }
             server._frontend = new FrontendServer(options.Frontend, catalog, server._discovery, server._plane, policy, loggerFactory);
             await server._frontend.StartAsync(cancellationToken).ConfigureAwait(false);
-            Log.Serving(server._logger, server.ModelName, path, options.Workers, server._workers[0].Engine.Blocks.NumBlocks, options.Serving.BlockSize);
+            Log.Serving(server._logger, server.ModelName, path, string.Join(", ", server._workers.Select(w => w.Instance.InstanceId)), server._workers[0].Engine.Blocks.NumBlocks, options.Serving.BlockSize);
             return server;
         }
         catch
@@ -111,7 +148,8 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
         {
             _discovery.Deregister(w.Instance.InstanceId);
             _plane.Remove(w.Instance.InstanceId);
-            w.Dispose();
+            _transport.Unregister(InProcessKvTransport.Scheme + w.Instance.InstanceId);
+            await w.DisposeAsync().ConfigureAwait(false);
         }
         _workers.Clear();
         foreach (var m in _models)
@@ -131,8 +169,8 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "serving model {Model} from {Path} with {Workers} aggregated worker(s), {Blocks} KV blocks of {BlockSize} tokens each")]
-        public static partial void Serving(ILogger logger, string model, string path, int workers, int blocks, int blockSize);
+        [LoggerMessage(1, LogLevel.Information, "serving model {Model} from {Path} with workers {Workers}, {Blocks} KV blocks of {BlockSize} tokens each")]
+        public static partial void Serving(ILogger logger, string model, string path, string workers, int blocks, int blockSize);
 
         [LoggerMessage(3, LogLevel.Warning, "{Message}")]
         public static partial void TemplateWarning(ILogger logger, string message);

@@ -1,7 +1,15 @@
 using Tandem.Engine.Serving;
 using Tandem.Frontend;
+using Tandem.Worker;
 
 namespace Tandem.Hosting;
+
+/// <summary>How `tandem serve` splits the work.</summary>
+public enum ServeMode
+{
+    Aggregated,
+    Disaggregated,
+}
 
 /// <summary>Settings of `tandem serve`: the model, its engine, the workers and the frontend.</summary>
 public sealed record EmbeddedServerOptions
@@ -12,8 +20,18 @@ public sealed record EmbeddedServerOptions
     /// <summary>The name clients use; default: the model's file or directory name (or tandem-demo).</summary>
     public string? ServedModelName { get; init; }
 
-    /// <summary>Aggregated workers, each with its own engine and KV cache over the same mapped weights.</summary>
+    /// <summary>Aggregated workers (mode agg), each with its own engine and KV cache over the same mapped weights.</summary>
     public int Workers { get; init; } = 1;
+
+    /// <summary>agg: aggregated workers; disagg: <see cref="PrefillWorkers"/> prefill and <see cref="DecodeWorkers"/> decode workers.</summary>
+    public ServeMode Mode { get; init; } = ServeMode.Aggregated;
+
+    public int PrefillWorkers { get; init; } = 1;
+
+    public int DecodeWorkers { get; init; } = 1;
+
+    /// <summary>Conditional disaggregation settings of the decode workers (mode disagg).</summary>
+    public DisaggregationOptions Disaggregation { get; init; } = new();
 
     /// <summary>Compute threads per worker; 0 = one per core.</summary>
     public int Threads { get; init; }

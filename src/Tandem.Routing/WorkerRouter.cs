@@ -28,7 +28,18 @@ public sealed class WorkerRouter(IDiscovery discovery, IRoutingPolicy policy)
     public RoutedWorker? Route(RoutingRequest request, IReadOnlyCollection<string>? exclude = null)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var workers = discovery.Current.DecodeWorkers(request.Model);
+        return RouteAmong(discovery.Current.DecodeWorkers(request.Model), request, exclude);
+    }
+
+    /// <summary>Chooses a prefill worker for a context-only prefill (prefill-first); null when none serves the model.</summary>
+    public RoutedWorker? RoutePrefill(RoutingRequest request, IReadOnlyCollection<string>? exclude = null)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return RouteAmong([.. discovery.Current.Instances.Where(i => i.Role == WorkerRole.Prefill && i.Model == request.Model)], request, exclude);
+    }
+
+    private RoutedWorker? RouteAmong(IReadOnlyList<WorkerInstance> workers, RoutingRequest request, IReadOnlyCollection<string>? exclude)
+    {
         var candidates = new List<RoutingCandidate>(workers.Count);
         foreach (var w in workers)
         {

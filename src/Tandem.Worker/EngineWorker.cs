@@ -1,47 +1,405 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Tandem.Abstractions;
 using Tandem.Engine.Serving;
 
 namespace Tandem.Worker;
 
 /// <summary>
-/// A worker hosting one serving engine, reachable through <see cref="IWorkerClient"/>. In `tandem serve` the frontend
-/// calls it directly (in-process request plane); separate worker processes put a network service in front of it.
+/// A worker hosting one serving engine in a role, reachable through <see cref="IWorkerClient"/>:
+/// <list type="bullet">
+/// <item>aggregated (<see cref="WorkerRole.Both"/>): prefill and decode here;</item>
+/// <item>decode: decode-first disaggregation — decides per request between a local prefill and a remote one
+/// (conditional disaggregation), reserves the destination blocks, asks the prefill queue, and continues from the pushed
+/// KV; or, for prefill-first requests that carry <see cref="GenerateRequest.RemoteKv"/>, pulls the KV; every failure
+/// falls back to a local prefill;</item>
+/// <item>prefill: serves the prefill queue (compute, push KV into the decode worker) and context-only prefills.</item>
+/// </list>
 /// </summary>
-public sealed class EngineWorker : IWorkerClient, IDisposable
+public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDisposable
 {
     private readonly ServingEngine _engine;
     private readonly bool _ownsEngine;
+    private readonly WorkerServices? _services;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Dictionary<string, long> _fallbacks = new(StringComparer.Ordinal);
+    private Task _prefillQueue = Task.CompletedTask;
+    private long _remotePrefills;
+    private long _localPrefills;
+    private int _outstandingRemote;
 
     public EngineWorker(ServingEngine engine, WorkerInstance instance, bool ownsEngine = true)
+        : this(engine, instance, null, null, ownsEngine)
+    {
+    }
+
+    public EngineWorker(ServingEngine engine, WorkerInstance instance, WorkerServices? services, ILogger? logger = null, bool ownsEngine = true)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(instance);
+        services?.Options.Validate();
         _engine = engine;
         _ownsEngine = ownsEngine;
-        Instance = instance with { KvBlockSize = engine.BlockSize };
+        _services = services;
+        _logger = logger ?? NullLogger.Instance;
+        var endpoints = new Dictionary<string, string>(instance.Endpoints, StringComparer.Ordinal);
+        if (services is not null)
+        {
+            endpoints["kv"] = services.KvAddress;
+        }
+        Instance = instance with { KvBlockSize = engine.BlockSize, Endpoints = endpoints };
+        KvAccess = new EngineKvAccess(engine, instance.ModelFingerprint);
     }
 
     public WorkerInstance Instance { get; }
 
     public ServingEngine Engine => _engine;
 
+    /// <summary>The engine's KV memory for transports; register it with the transport servers under <see cref="WorkerServices.KvAddress"/>.</summary>
+    public EngineKvAccess KvAccess { get; }
+
+    /// <summary>A prefill worker starts taking work from the prefill queue.</summary>
+    public void Start()
+    {
+        if (Instance.Role == WorkerRole.Prefill && _services is not null)
+        {
+            _prefillQueue = Task.Run(() => ServePrefillQueueAsync(_stopping.Token));
+        }
+    }
+
     public IAsyncEnumerable<TokenOutput> GenerateAsync(GenerateRequest request, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(request);
         if (Instance.Role == WorkerRole.Prefill)
         {
             throw new InvalidRequestException($"worker {Instance.InstanceId} is a prefill worker and does not generate");
         }
+        if (request.RemoteKv is not null || (Instance.Role == WorkerRole.Decode && _services is not null))
+        {
+            return Disaggregated(request, cancellationToken);
+        }
+        Interlocked.Increment(ref _localPrefills);
         // Validation and admission happen at submission, so overload and bad requests surface before any token.
         return _engine.SubmitAsync(request, cancellationToken);
     }
 
-    public ValueTask<EngineStats> GetStatsAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(_engine.GetStats());
+    public ValueTask<EngineStats> GetStatsAsync(CancellationToken cancellationToken = default)
+    {
+        Dictionary<string, long> fallbacks;
+        lock (_fallbacks)
+        {
+            fallbacks = new Dictionary<string, long>(_fallbacks, StringComparer.Ordinal);
+        }
+        return ValueTask.FromResult(_engine.GetStats() with
+        {
+            RemotePrefills = Interlocked.Read(ref _remotePrefills),
+            LocalPrefills = Interlocked.Read(ref _localPrefills),
+            PrefillFallbacks = fallbacks,
+        });
+    }
+
+    public async Task<PrefillHandle> PrefillAsync(GenerateRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_services is null || Instance.Role == WorkerRole.Decode)
+        {
+            throw new InvalidRequestException($"worker {Instance.InstanceId} does not serve context-only prefills");
+        }
+        var result = await _engine.PrefillAsync(request, cancellationToken).ConfigureAwait(false);
+        var first = FirstTokenOf(result.FirstToken, request);
+        if (first.IsFinal || result.Kv is null)
+        {
+            result.Kv?.Dispose();
+            return new PrefillHandle(first, null);
+        }
+        var handle = KvAccess.Publish(result.Kv);
+        return new PrefillHandle(first, new RemoteKv(_services.KvAddress, handle, result.Kv.Blocks.Count, first.TokenId, first.Logprob, Instance.InstanceId));
+    }
+
+    public ValueTask ReleaseKvAsync(long handle, CancellationToken cancellationToken = default)
+    {
+        KvAccess.Withdraw(handle)?.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _prefillQueue.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
+        }
+        Dispose();
+    }
 
     public void Dispose()
     {
+        _stopping.Cancel();
         if (_ownsEngine)
         {
             _engine.Dispose();
         }
+        _stopping.Dispose();
+    }
+
+    /// <summary>A one-token prefill reports Length; the request itself ends there only if it asked for one token or hit a stop.</summary>
+    private static TokenOutput FirstTokenOf(TokenOutput first, GenerateRequest request) =>
+        first.Finish == FinishReason.Stop ? first
+        : request.MaxTokens <= 1 ? first with { Finish = FinishReason.Length }
+        : first with { Finish = null };
+
+    private async IAsyncEnumerable<TokenOutput> Disaggregated(GenerateRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var tokens = request.RemoteKv is { } remote
+            ? await PullAsync(request, remote, cancellationToken).ConfigureAwait(false)
+            : await DecodeFirstAsync(request, cancellationToken).ConfigureAwait(false);
+        await foreach (var t in tokens.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            yield return t;
+        }
+    }
+
+    private IAsyncEnumerable<TokenOutput> Local(GenerateRequest request, string? fallbackReason, CancellationToken cancellationToken)
+    {
+        if (fallbackReason is not null)
+        {
+            lock (_fallbacks)
+            {
+                _fallbacks[fallbackReason] = _fallbacks.GetValueOrDefault(fallbackReason) + 1;
+            }
+            Log.Fallback(_logger, request.RequestId, fallbackReason);
+        }
+        Interlocked.Increment(ref _localPrefills);
+        return _engine.SubmitAsync(request with { RemoteKv = null }, cancellationToken);
+    }
+
+    /// <summary>Decode-first: local or remote prefill (blueprint §1), then the token stream.</summary>
+    private async Task<IAsyncEnumerable<TokenOutput>> DecodeFirstAsync(GenerateRequest request, CancellationToken cancellationToken)
+    {
+        var services = _services!;
+        var options = services.Options;
+        if (services.Discovery is { } discovery && !discovery.Current.Instances.Any(i => i.Role == WorkerRole.Prefill && i.Model == Instance.Model))
+        {
+            return Local(request, request.PromptTokens.Count > options.MaxLocalPrefillLength ? "no_prefill_worker" : null, cancellationToken);
+        }
+        if (request.PromptTokens.Count <= options.MaxLocalPrefillLength || request.PromptTokens.Count >= _engine.Config.ContextLength)
+        {
+            return Local(request, null, cancellationToken);
+        }
+        var lease = _engine.TryReserveKv(request.PromptTokens, request.CacheSalt, options.RemotePrefillTimeout + TimeSpan.FromSeconds(5));
+        if (lease is null)
+        {
+            return Local(request, "no_kv_blocks", cancellationToken);
+        }
+        var uncached = request.PromptTokens.Count - lease.CachedBlocks * _engine.BlockSize;
+        if (uncached <= options.MaxLocalPrefillLength)
+        {
+            lease.Dispose();
+            return Local(request, null, cancellationToken);
+        }
+        if (Interlocked.Increment(ref _outstandingRemote) > options.MaxPrefillQueueSize)
+        {
+            Interlocked.Decrement(ref _outstandingRemote);
+            lease.Dispose();
+            return Local(request, "queue_full", cancellationToken);
+        }
+        var handle = KvAccess.Publish(lease);
+        string? failure = null;
+        RemotePrefillReply? reply = null;
+        try
+        {
+            var message = new RemotePrefillRequest
+            {
+                RequestId = request.RequestId,
+                PromptTokens = [.. request.PromptTokens],
+                Sampling = request.Sampling,
+                MaxTokens = request.MaxTokens,
+                MinTokens = request.MinTokens,
+                StopTokenIds = [.. request.StopTokenIds],
+                IgnoreEos = request.IgnoreEos,
+                Logprobs = request.Logprobs,
+                CacheSalt = request.CacheSalt,
+                KvDestination = services.KvAddress,
+                KvHandle = handle,
+                FirstBlock = lease.CachedBlocks,
+                ModelFingerprint = Instance.ModelFingerprint,
+                DeadlineUnixMs = DateTimeOffset.UtcNow.Add(options.RemotePrefillTimeout).ToUnixTimeMilliseconds(),
+            };
+            var answer = await services.Bus.RequestAsync(options.PrefillSubject(Instance.Model), PrefillProtocol.Encode(message), options.RemotePrefillTimeout, cancellationToken).ConfigureAwait(false);
+            reply = PrefillProtocol.Decode<RemotePrefillReply>(answer.Payload);
+            failure = reply.Ok ? null : "prefill_error";
+            if (!reply.Ok)
+            {
+                Log.RemoteFailed(_logger, request.RequestId, reply.Error ?? "unknown error");
+            }
+        }
+        catch (NoRespondersException)
+        {
+            failure = "no_prefill_worker";
+        }
+        catch (TimeoutException)
+        {
+            failure = "timeout";
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            failure = "bad_reply";
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _outstandingRemote);
+            // Withdrawing waits for a push still copying, so the blocks are never written once we let go of them.
+            KvAccess.Withdraw(handle);
+        }
+        if (failure is not null)
+        {
+            lease.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
+            return Local(request, failure, cancellationToken);
+        }
+        Interlocked.Increment(ref _remotePrefills);
+        Log.RemotePrefilled(_logger, request.RequestId, reply!.PrefillWorker ?? "?", uncached);
+        return _engine.SubmitWithKv(request, lease, reply.FirstToken, cancellationToken);
+    }
+
+    /// <summary>Prefill-first, decode side: pull the prompt's KV from the prefill worker and continue from its first token.</summary>
+    private async Task<IAsyncEnumerable<TokenOutput>> PullAsync(GenerateRequest request, RemoteKv remote, CancellationToken cancellationToken)
+    {
+        if (_services is null)
+        {
+            return Local(request, "no_kv_transport", cancellationToken);
+        }
+        var lease = _engine.TryReserveKv(request.PromptTokens, request.CacheSalt);
+        if (lease is null)
+        {
+            return Local(request, "no_kv_blocks", cancellationToken);
+        }
+        var handle = KvAccess.Publish(lease);
+        string? failure = null;
+        try
+        {
+            if (lease.Blocks.Count != remote.Blocks)
+            {
+                throw new KvTransferException($"the prefill worker holds {remote.Blocks} blocks for this prompt, this worker reserved {lease.Blocks.Count}");
+            }
+            var first = lease.CachedBlocks;
+            if (first < remote.Blocks)
+            {
+                await _services.TransportFor(remote.Address).PullAsync(remote.Address, remote.Handle, KvAccess, handle, first, remote.Blocks - first, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (KvTransferException e)
+        {
+            failure = "pull_failed";
+            Log.RemoteFailed(_logger, request.RequestId, e.Message);
+        }
+        finally
+        {
+            KvAccess.Withdraw(handle);
+        }
+        if (failure is not null)
+        {
+            lease.Dispose();
+            return Local(request, failure, cancellationToken);
+        }
+        Interlocked.Increment(ref _remotePrefills);
+        return _engine.SubmitWithKv(request with { RemoteKv = null }, lease, remote.FirstToken, cancellationToken);
+    }
+
+    /// <summary>Prefill worker: take remote prefills from the queue (any free prefill worker takes the next one).</summary>
+    private async Task ServePrefillQueueAsync(CancellationToken cancellationToken)
+    {
+        var services = _services!;
+        var subject = services.Options.PrefillSubject(Instance.Model);
+        await foreach (var message in services.Bus.SubscribeAsync(subject, "prefill", cancellationToken).ConfigureAwait(false))
+        {
+            _ = Task.Run(() => HandleRemotePrefillAsync(message, cancellationToken), cancellationToken);
+        }
+    }
+
+    private async Task HandleRemotePrefillAsync(BusMessage message, CancellationToken cancellationToken)
+    {
+        var services = _services!;
+        RemotePrefillReply reply;
+        try
+        {
+            var request = PrefillProtocol.Decode<RemotePrefillRequest>(message.Payload);
+            reply = await RunRemotePrefillAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidRequestException or EngineOverloadedException or EngineUnavailableException or KvTransferException or OperationCanceledException or ArgumentException or InvalidOperationException)
+        {
+            reply = new RemotePrefillReply { Ok = false, Error = e.Message, PrefillWorker = Instance.InstanceId };
+        }
+        if (message.ReplyTo is { } replyTo)
+        {
+            try
+            {
+                await services.Bus.PublishAsync(replyTo, PrefillProtocol.Encode(reply), cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+            {
+                Log.ReplyFailed(_logger, e.Message);
+            }
+        }
+    }
+
+    private async Task<RemotePrefillReply> RunRemotePrefillAsync(RemotePrefillRequest request, CancellationToken cancellationToken)
+    {
+        if (request.ModelFingerprint != Instance.ModelFingerprint)
+        {
+            throw new KvTransferException($"model fingerprint {request.ModelFingerprint} of the decode worker differs from this prefill worker's {Instance.ModelFingerprint}");
+        }
+        var remaining = DateTimeOffset.FromUnixTimeMilliseconds(request.DeadlineUnixMs) - DateTimeOffset.UtcNow;
+        if (remaining <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException("the decode worker's deadline passed before the prefill started");
+        }
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(remaining);
+        var result = await _engine.PrefillAsync(request.ToGenerateRequest(), deadline.Token).ConfigureAwait(false);
+        var lease = result.Kv ?? throw new InvalidOperationException("the prefill kept no KV");
+        var handle = KvAccess.Publish(lease);
+        try
+        {
+            var count = lease.Blocks.Count - request.FirstBlock;
+            if (count > 0)
+            {
+                await _services!.TransportFor(request.KvDestination)
+                    .PushAsync(KvAccess, handle, request.KvDestination, request.KvHandle, request.FirstBlock, count, deadline.Token).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            KvAccess.Withdraw(handle)?.Dispose();
+        }
+        return new RemotePrefillReply
+        {
+            Ok = true,
+            FirstToken = result.FirstToken.TokenId,
+            FirstLogprob = result.FirstToken.Logprob,
+            CachedPromptTokens = result.FirstToken.CachedPromptTokens,
+            PrefillWorker = Instance.InstanceId,
+        };
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "request {RequestId}: prefill falls back to this worker ({Reason})")]
+        public static partial void Fallback(ILogger logger, string requestId, string reason);
+
+        [LoggerMessage(2, LogLevel.Warning, "request {RequestId}: remote prefill failed: {Message}")]
+        public static partial void RemoteFailed(ILogger logger, string requestId, string message);
+
+        [LoggerMessage(3, LogLevel.Debug, "request {RequestId}: {Tokens} prompt tokens prefilled by {PrefillWorker}")]
+        public static partial void RemotePrefilled(ILogger logger, string requestId, string prefillWorker, int tokens);
+
+        [LoggerMessage(4, LogLevel.Warning, "could not answer a remote prefill: {Message}")]
+        public static partial void ReplyFailed(ILogger logger, string message);
     }
 }

@@ -16,7 +16,14 @@ internal static class ServeCommand
         var servedName = CliOptions.Create<string?>("--served-model-name", "Model name clients use (default: the file or directory name)", null);
         var host = CliOptions.Create("--host", "Address to listen on (0.0.0.0 for all interfaces)", "127.0.0.1");
         var port = CliOptions.Create("--http-port", "HTTP port (0 = any free port)", 8000, "--port");
-        var workers = CliOptions.Create("--workers", "Aggregated workers, each with its own engine and KV cache", 1);
+        var workers = CliOptions.Create("--workers", "Aggregated workers (--mode agg), each with its own engine and KV cache", 1);
+        var mode = CliOptions.Create("--mode", "agg (workers do prefill and decode) or disagg (separate prefill and decode workers)", "agg");
+        var prefillWorkers = CliOptions.Create("--prefill-workers", "Prefill workers (--mode disagg)", 1);
+        var decodeWorkers = CliOptions.Create("--decode-workers", "Decode workers (--mode disagg); with --mode agg the number of aggregated workers like --workers", 1);
+        var strategy = CliOptions.Create("--strategy", "decode-first (the decode worker asks for a remote prefill) or prefill-first (prefill worker first, decode worker pulls the KV)", "decode-first");
+        var maxLocalPrefill = CliOptions.Create("--max-local-prefill-length", "Decode-first: prompts with at most this many uncached tokens are prefilled by the decode worker", 512);
+        var maxPrefillQueue = CliOptions.Create("--max-prefill-queue-size", "Decode-first: remote prefills a decode worker may have outstanding before it prefills locally", 4);
+        var remotePrefillTimeout = CliOptions.Create("--remote-prefill-timeout", "Seconds a decode worker waits for a remote prefill before prefilling locally", 30.0);
         var router = CliOptions.Create("--router", $"Routing policy: {string.Join(", ", RoutingPolicies.Names)}", RoutingPolicies.RoundRobin);
         var threads = CliOptions.Create("--threads", "Compute threads per worker (0 = one per core)", 0);
         var apiKey = CliOptions.Create<string?>("--api-key", "Require 'Authorization: Bearer KEY' on /v1 (comma-separated for several keys)", null);
@@ -31,7 +38,7 @@ internal static class ServeCommand
         var serving = new ServingFlags();
         var command = new Command("serve", "Serve a model behind an OpenAI-compatible HTTP API (frontend and workers in one process)")
         {
-            model, servedName, host, port, workers, router, threads, apiKey, maxBody, maxPrompt, maxTotal, maxInflight, timeout, drain, logLevel, logFormat,
+            model, servedName, host, port, workers, mode, prefillWorkers, decodeWorkers, strategy, maxLocalPrefill, maxPrefillQueue, remotePrefillTimeout, router, threads, apiKey, maxBody, maxPrompt, maxTotal, maxInflight, timeout, drain, logLevel, logFormat,
         };
         foreach (var option in serving.Options)
         {
@@ -43,7 +50,21 @@ internal static class ServeCommand
             {
                 ModelPath = parse.GetValue(model) is { Length: > 0 } m ? m : null,
                 ServedModelName = parse.GetValue(servedName) is { Length: > 0 } n ? n : null,
-                Workers = parse.GetValue(workers),
+                Workers = Math.Max(parse.GetValue(workers), parse.GetValue(decodeWorkers)),
+                Mode = parse.GetValue(mode) switch
+                {
+                    "agg" => ServeMode.Aggregated,
+                    "disagg" => ServeMode.Disaggregated,
+                    var other => throw new ArgumentException($"--mode must be agg or disagg, got '{other}'"),
+                },
+                PrefillWorkers = parse.GetValue(prefillWorkers),
+                DecodeWorkers = parse.GetValue(decodeWorkers),
+                Disaggregation = new Tandem.Worker.DisaggregationOptions
+                {
+                    MaxLocalPrefillLength = parse.GetValue(maxLocalPrefill),
+                    MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
+                    RemotePrefillTimeout = Seconds(parse.GetValue(remotePrefillTimeout), "--remote-prefill-timeout"),
+                },
                 Threads = parse.GetValue(threads),
                 Router = parse.GetValue(router)!,
                 Serving = serving.Read(parse),
@@ -57,6 +78,12 @@ internal static class ServeCommand
                     MaxTotalTokens = parse.GetValue(maxTotal),
                     MaxInflightRequests = parse.GetValue(maxInflight),
                     RequestTimeout = Seconds(parse.GetValue(timeout), "--request-timeout"),
+                    Strategy = parse.GetValue(strategy) switch
+                    {
+                        "decode-first" => DisaggregationStrategy.DecodeFirst,
+                        "prefill-first" => DisaggregationStrategy.PrefillFirst,
+                        var other => throw new ArgumentException($"--strategy must be decode-first or prefill-first, got '{other}'"),
+                    },
                 },
             };
             var drainTimeout = Seconds(parse.GetValue(drain), "--drain-timeout");

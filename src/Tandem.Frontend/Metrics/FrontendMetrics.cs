@@ -34,6 +34,9 @@ public sealed class FrontendMetrics
         WorkerKvHitRatio = f.CreateGauge("tandem_worker_kv_cache_hit_ratio", "Prompt tokens served from the worker's prefix cache ÷ prompt tokens looked up", ["worker", "model"]);
         WorkerRunning = f.CreateGauge("tandem_worker_running_requests", "Sequences running on the worker", ["worker", "model"]);
         WorkerWaiting = f.CreateGauge("tandem_worker_waiting_requests", "Requests waiting in the worker's queue", ["worker", "model"]);
+        WorkerRemotePrefills = f.CreateGauge("tandem_worker_remote_prefills_total", "Prompts the decode worker had prefilled by a prefill worker", ["worker", "model"]);
+        WorkerLocalPrefills = f.CreateGauge("tandem_worker_local_prefills_total", "Prompts the worker prefilled itself", ["worker", "model"]);
+        WorkerPrefillFallbacks = f.CreateGauge("tandem_worker_prefill_fallbacks_total", "Remote prefills that fell back to a local prefill, by reason", ["worker", "model", "reason"]);
         WorkerPreemptions = f.CreateGauge("tandem_worker_preemptions", "Sequences preempted by the worker since start", ["worker", "model"]);
     }
 
@@ -55,6 +58,9 @@ public sealed class FrontendMetrics
     public Gauge WorkerRunning { get; }
     public Gauge WorkerWaiting { get; }
     public Gauge WorkerPreemptions { get; }
+    public Gauge WorkerRemotePrefills { get; }
+    public Gauge WorkerLocalPrefills { get; }
+    public Gauge WorkerPrefillFallbacks { get; }
 
     /// <summary>Sets the worker gauges from one worker's stats (called before each scrape).</summary>
     public void SetWorker(WorkerInstance worker, EngineStats stats)
@@ -67,6 +73,12 @@ public sealed class FrontendMetrics
         WorkerRunning.WithLabels(labels).Set(stats.Running);
         WorkerWaiting.WithLabels(labels).Set(stats.Waiting);
         WorkerPreemptions.WithLabels(labels).Set(stats.Preemptions);
+        WorkerRemotePrefills.WithLabels(labels).Set(stats.RemotePrefills);
+        WorkerLocalPrefills.WithLabels(labels).Set(stats.LocalPrefills);
+        foreach (var (reason, count) in stats.PrefillFallbacks)
+        {
+            WorkerPrefillFallbacks.WithLabels(worker.InstanceId, worker.Model, reason).Set(count);
+        }
         lock (_latest)
         {
             _latest[worker.InstanceId] = (worker, stats);
@@ -78,7 +90,7 @@ public sealed class FrontendMetrics
     {
         ArgumentNullException.ThrowIfNull(worker);
         string[] labels = [worker.InstanceId, worker.Model];
-        foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions })
+        foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions, WorkerRemotePrefills, WorkerLocalPrefills })
         {
             g.RemoveLabelled(labels);
         }

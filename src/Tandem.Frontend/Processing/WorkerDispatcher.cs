@@ -14,6 +14,66 @@ internal sealed class WorkerDispatcher(WorkerRouter router, IRequestPlane plane,
     public async Task<ActiveGeneration> StartAsync(PreparedRequest request, CancellationToken cancellationToken)
     {
         var routing = new RoutingRequest(request.Generate.RequestId, request.Model.Name, request.Generate.PromptTokens, request.Generate.CacheSalt);
+        if (options.Strategy == DisaggregationStrategy.PrefillFirst && router.RoutePrefill(routing) is { } prefill)
+        {
+            return await PrefillFirstAsync(request, routing, prefill, cancellationToken).ConfigureAwait(false);
+        }
+        return await DecodeAsync(request, routing, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Prefill-first (TensorRT-LLM's context/generation flow): a prefill worker computes the prompt and keeps its KV;
+    /// a decode worker pulls it and continues. A failed prefill costs only latency: the decode worker then prefills.
+    /// The prefill worker's lease is released once the decode worker has started (or failed).
+    /// </summary>
+    private async Task<ActiveGeneration> PrefillFirstAsync(PreparedRequest request, RoutingRequest routing, WorkerRouter.RoutedWorker prefill, CancellationToken cancellationToken)
+    {
+        PrefillHandle? handle = null;
+        IWorkerClient? prefillClient = null;
+        using (prefill)
+        {
+            try
+            {
+                prefillClient = plane.GetClient(prefill.Instance);
+                handle = await prefillClient.PrefillAsync(request.Generate, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is EngineOverloadedException or EngineUnavailableException or NotSupportedException or KvTransferException)
+            {
+                handle = null; // the decode worker prefills itself
+            }
+            catch (InvalidRequestException e)
+            {
+                throw OpenAiException.BadRequest(e.Message, e.ParamName);
+            }
+        }
+        if (handle is { Kv: null } done)
+        {
+            // The request ended with its first token (one token asked for, or a stop token): no decode leg.
+            var routed = router.Route(routing) ?? throw OpenAiException.Unavailable($"no worker serves model '{request.Model.Name}' right now");
+            return new ActiveGeneration(routed, Single(done.FirstToken).GetAsyncEnumerator(cancellationToken), null);
+        }
+        try
+        {
+            return await DecodeAsync(request, routing, handle?.Kv, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (handle?.Kv is { } kv && prefillClient is not null)
+            {
+                await prefillClient.ReleaseKvAsync(kv.Handle, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async IAsyncEnumerable<TokenOutput> Single(TokenOutput token)
+    {
+        await Task.CompletedTask.ConfigureAwait(false);
+        yield return token;
+    }
+
+    private async Task<ActiveGeneration> DecodeAsync(PreparedRequest request, RoutingRequest routing, RemoteKv? remoteKv, CancellationToken cancellationToken)
+    {
+        var generate = remoteKv is null ? request.Generate : request.Generate with { RemoteKv = remoteKv };
         var tried = new List<string>();
         Exception? last = null;
         for (var attempt = 0; attempt < options.MaxRouteAttempts; attempt++)
@@ -27,7 +87,7 @@ internal sealed class WorkerDispatcher(WorkerRouter router, IRequestPlane plane,
             var started = false;
             try
             {
-                tokens = plane.GetClient(routed.Instance).GenerateAsync(request.Generate, cancellationToken).GetAsyncEnumerator(cancellationToken);
+                tokens = plane.GetClient(routed.Instance).GenerateAsync(generate, cancellationToken).GetAsyncEnumerator(cancellationToken);
                 var hasFirst = await tokens.MoveNextAsync().ConfigureAwait(false);
                 started = true;
                 return new ActiveGeneration(routed, tokens, hasFirst ? tokens.Current : null);
