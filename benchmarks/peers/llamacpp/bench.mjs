@@ -141,6 +141,9 @@ async function repeat(count, fn) {
     const values = [];
     for (let i = 0; i < count; i++) {
         values.push(await fn());
+        if (args.verbose) {
+            console.error(`${fn.toString()}: ${values.at(-1).toFixed(1)} tokens/s`);
+        }
     }
     return values;
 }
