@@ -143,6 +143,21 @@ public class CliTests
     }
 
     [Fact]
+    public void EngineBench_PrintTokens_PrintsThePromptIdsAndGreedyTokens()
+    {
+        var (exit, output, err) = Run("engine-bench", "--model", TestModels.Stories260K, "--threads", "1", "--print-tokens", "8");
+        Assert.True(exit == 0, err);
+        using var json = System.Text.Json.JsonDocument.Parse(output);
+        var prompt = json.RootElement.GetProperty("prompt").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        var tokens = json.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        // The ids a peer harness reproduces: 3 + ((i * 7919 + variant * 104729) mod (vocabulary - 3)), variant 1, vocabulary 512.
+        Assert.Equal([387, 162, 446, 221], prompt[..4]);
+        Assert.Equal(16, prompt.Length);
+        Assert.Equal(8, tokens.Length);
+        Assert.Equal(output, Run("engine-bench", "--model", TestModels.Stories260K, "--threads", "1", "--print-tokens", "8").Out);
+    }
+
+    [Fact]
     public void ModelInit_UnknownPreset_ListsChoices()
     {
         var (exit, _, err) = Run("model", "init", "--out", "/tmp/x.gguf", "--preset", "huge");

@@ -23,10 +23,11 @@ internal static class EngineBenchCommand
         var runs = CliOptions.Create("--runs", "Repetitions of each measurement (the median is reported)", 3);
         var threads = CliOptions.Create("--threads", "Compute threads (0 = one per core)", 0);
         var json = CliOptions.Create("--json", "Print one JSON object instead of the table", false);
+        var printTokens = CliOptions.Create("--print-tokens", "Only print the first decode prompt's ids and this many greedy tokens as JSON (to check a peer engine reads the model the same way)", 0);
         var serving = new ServingFlags();
         var command = new Command("engine-bench", "Measure the serving engine: prefill tokens/s and batched decode tokens/s (no HTTP)")
         {
-            model, promptTokens, decodeTokens, concurrency, runs, threads, json,
+            model, promptTokens, decodeTokens, concurrency, runs, threads, json, printTokens,
         };
         foreach (var option in serving.Options)
         {
@@ -56,6 +57,14 @@ internal static class EngineBenchCommand
             using var loaded = LoadedModel.Load(path, threads: parse.GetValue(threads));
             using var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options);
             var vocab = loaded.Tokenizer.VocabSize;
+            if (parse.GetValue(printTokens) is var count and > 0)
+            {
+                var prompt = PromptIds(16, 1, vocab);
+                var request = new GenerateRequest { RequestId = "bench-tokens", PromptTokens = prompt, MaxTokens = count, IgnoreEos = true };
+                var generated = Run(engine.SubmitAsync(request)).Select(t => t.TokenId);
+                Console.Out.WriteLine(JsonSerializer.Serialize(new { engine = "tandem", prompt, tokens = generated }));
+                return 0;
+            }
 
             Decode(engine, 1, 8, vocab); // warm-up: JIT, buffers
             var prefill = Median(Enumerable.Range(0, runCount).Select(_ => Prefill(engine, promptLength, vocab)));
