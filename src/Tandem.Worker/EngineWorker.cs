@@ -29,6 +29,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     private long _remotePrefills;
     private long _localPrefills;
     private int _outstandingRemote;
+    private int _disposed;
 
     public EngineWorker(ServingEngine engine, WorkerInstance instance, bool ownsEngine = true)
         : this(engine, instance, null, null, ownsEngine)
@@ -126,6 +127,10 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
     public async ValueTask DisposeAsync()
     {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
         await _stopping.CancelAsync().ConfigureAwait(false);
         try
         {
@@ -140,6 +145,10 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         _stopping.Cancel();
         if (_ownsEngine)
         {
