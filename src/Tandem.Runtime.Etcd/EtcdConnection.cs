@@ -30,7 +30,7 @@ internal sealed class EtcdConnection : IDisposable
                 ConnectTimeout = options.RequestTimeout,
                 // Pings notice a silently dead connection (host gone, network cut) under a long-lived watch stream.
                 KeepAlivePingDelay = TimeSpan.FromSeconds(5),
-                KeepAlivePingTimeout = options.RequestTimeout,
+                KeepAlivePingTimeout = options.RequestTimeout < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : options.RequestTimeout,
                 KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
                 PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
                 EnableMultipleHttp2Connections = true,
