@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
 # System packages the tests use. Installed when missing, in CI (CI=true) or when running as root; add packages to the list.
-apt_packages=(chromium etcd-server)
+apt_packages=(chromium etcd-server nats-server)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
