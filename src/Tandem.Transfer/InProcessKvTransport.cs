@@ -86,4 +86,14 @@ public static class KvTransferChecks
             throw new KvTransferException($"blocks [{first}, {first + count}) are outside the {side} lease of {lease.Blocks} blocks");
         }
     }
+
+    /// <summary>Range check for a destination, which must also not overlap the lease's cached (shared, read-only) blocks.</summary>
+    public static void Writable(KvLeaseInfo lease, long handle, int first, int count)
+    {
+        Range(lease, first, count, "destination");
+        if (count > 0 && first < lease.CachedBlocks)
+        {
+            throw new KvTransferException($"blocks [{first}, {first + count}) of lease {handle} overlap its {lease.CachedBlocks} cached (shared) blocks, which are read-only");
+        }
+    }
 }

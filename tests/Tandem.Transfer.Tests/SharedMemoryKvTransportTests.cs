@@ -1,0 +1,200 @@
+using Tandem.Abstractions;
+
+namespace Tandem.Transfer.Tests;
+
+public sealed class SharedMemoryKvTransportTests : IDisposable
+{
+    private readonly string _directory;
+    private readonly KvTransferOptions _options;
+
+    public SharedMemoryKvTransportTests()
+    {
+        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+        _directory = Path.Combine(root, $"tandem-test-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(_directory);
+        _options = new KvTransferOptions { SharedMemoryDirectory = _directory };
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    private string[] Segments => Directory.GetFiles(_directory);
+
+    [Theory]
+    [InlineData(1, 0, 5)]
+    [InlineData(2, 3, 9)]
+    public async Task PushAsync_RandomKv_DestinationIsByteIdenticalAndSegmentDeleted(int seed, int first, int count)
+    {
+        var source = new FakeKvBlockAccess(TestLayouts.Medium);
+        var destination = new FakeKvBlockAccess(TestLayouts.Medium);
+        var sourceLease = source.AddLease(first + count, random: new Random(seed));
+        var destinationLease = destination.AddLease(first + count, cached: first);
+        await using var server = new KvTransferServer(destination, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+
+        await transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, first, count, TestContext.Current.CancellationToken);
+
+        Assert.True(source.SameBlocks(sourceLease, destination, destinationLease, first, count));
+        Assert.Empty(Segments);
+    }
+
+    [Theory]
+    [InlineData(3, 0, 1)]
+    [InlineData(4, 2, 7)]
+    public async Task PullAsync_RandomKv_DestinationIsByteIdenticalAndSegmentDeleted(int seed, int first, int count)
+    {
+        var remote = new FakeKvBlockAccess(TestLayouts.Small);
+        var local = new FakeKvBlockAccess(TestLayouts.Small);
+        var remoteLease = remote.AddLease(first + count + 1, random: new Random(seed));
+        var localLease = local.AddLease(first + count + 1);
+        await using var server = new KvTransferServer(remote, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+
+        await transport.PullAsync(server.SharedMemoryAddress, remoteLease, local, localLease, first, count, TestContext.Current.CancellationToken);
+
+        Assert.True(remote.SameBlocks(remoteLease, local, localLease, first, count));
+        Assert.True(local.IsZero(localLease, first + count, 1));
+        Assert.Empty(Segments);
+    }
+
+    [Fact]
+    public async Task PushAsync_SixteenConcurrentTransfers_AllCorrectAndNoSegmentsLeft()
+    {
+        var random = new Random(16);
+        var workerA = new FakeKvBlockAccess(TestLayouts.Medium);
+        var workerB = new FakeKvBlockAccess(TestLayouts.Medium);
+        await using var server = new KvTransferServer(workerB, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+        var pairs = Enumerable.Range(0, 16).Select(i => (A: workerA.AddLease(7, random: random), B: workerB.AddLease(7, random: i % 2 == 1 ? random : null))).ToArray();
+
+        await Task.WhenAll(pairs.Select((pair, i) => i % 2 == 0
+            ? transport.PushAsync(workerA, pair.A, server.SharedMemoryAddress, pair.B, 2, 5, TestContext.Current.CancellationToken)
+            : transport.PullAsync(server.SharedMemoryAddress, pair.B, workerA, pair.A, 2, 5, TestContext.Current.CancellationToken)));
+
+        Assert.All(pairs, pair => Assert.True(workerA.SameBlocks(pair.A, workerB, pair.B, 2, 5)));
+        Assert.Empty(Segments);
+    }
+
+    [Fact]
+    public async Task PushAsync_UnknownLease_ClearErrorAndSegmentDeleted()
+    {
+        var source = new FakeKvBlockAccess(TestLayouts.Small);
+        var sourceLease = source.AddLease(3, random: new Random(5));
+        await using var server = new KvTransferServer(new FakeKvBlockAccess(TestLayouts.Small), options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+
+        var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
+            transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, 31337, 0, 3, TestContext.Current.CancellationToken));
+
+        Assert.Contains("unknown KV lease 31337", error.Message, StringComparison.Ordinal);
+        Assert.Empty(Segments);
+    }
+
+    [Fact]
+    public async Task PushAsync_LayoutMismatch_RefusedAndSegmentDeleted()
+    {
+        var source = new FakeKvBlockAccess(TestLayouts.Small);
+        var destination = new FakeKvBlockAccess(TestLayouts.Small with { NumLayers = 4 });
+        var sourceLease = source.AddLease(3, random: new Random(6));
+        var destinationLease = destination.AddLease(3);
+        await using var server = new KvTransferServer(destination, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+
+        var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
+            transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, 0, 3, TestContext.Current.CancellationToken));
+
+        Assert.Contains("layout", error.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0, destination.Writes);
+        Assert.Empty(Segments);
+    }
+
+    [Fact]
+    public async Task PullAsync_CancelledMidTransfer_ThrowsAndSegmentDeleted()
+    {
+        var remote = new FakeKvBlockAccess(TestLayouts.Medium);
+        var local = new FakeKvBlockAccess(TestLayouts.Medium);
+        var remoteLease = remote.AddLease(8, random: new Random(7));
+        var localLease = local.AddLease(8);
+        await using var server = new KvTransferServer(remote, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        local.BeforeWrite = layer =>
+        {
+            if (layer == 1)
+            {
+                cts.Cancel();
+            }
+        };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            transport.PullAsync(server.SharedMemoryAddress, remoteLease, local, localLease, 0, 8, cts.Token));
+
+        Assert.Empty(Segments);
+        await TestLayouts.WaitUntilAsync(() => server.OpenConnections == 0, "the server closed the cancelled connection");
+    }
+
+    [Fact]
+    public async Task PushAsync_CancelledWhileServerWrites_ThrowsAndSegmentDeleted()
+    {
+        var source = new FakeKvBlockAccess(TestLayouts.Medium);
+        var destination = new FakeKvBlockAccess(TestLayouts.Medium);
+        var sourceLease = source.AddLease(8, random: new Random(8));
+        var destinationLease = destination.AddLease(8);
+        await using var server = new KvTransferServer(destination, options: _options);
+        await using var transport = new SharedMemoryKvTransport(_options);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        destination.BeforeWrite = layer =>
+        {
+            if (layer == 2)
+            {
+                cts.Cancel();
+            }
+        };
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, 0, 8, cts.Token));
+
+        Assert.Empty(Segments);
+    }
+
+    [Fact]
+    public async Task PushAsync_SharedMemoryDirectoryMissing_ClearError()
+    {
+        var source = new FakeKvBlockAccess(TestLayouts.Small);
+        var sourceLease = source.AddLease(2);
+        var options = _options with { SharedMemoryDirectory = Path.Combine(_directory, "missing") };
+        await using var transport = new SharedMemoryKvTransport(options);
+
+        var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
+            transport.PushAsync(source, sourceLease, "shm://127.0.0.1:1", 1, 0, 2, TestContext.Current.CancellationToken));
+
+        Assert.False(transport.IsAvailable);
+        Assert.Contains("shared memory is unavailable", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PushAsync_SegmentOutsideServerDirectory_Refused()
+    {
+        var otherDirectory = _directory + "-other";
+        Directory.CreateDirectory(otherDirectory);
+        try
+        {
+            var source = new FakeKvBlockAccess(TestLayouts.Small);
+            var destination = new FakeKvBlockAccess(TestLayouts.Small);
+            var sourceLease = source.AddLease(2, random: new Random(9));
+            var destinationLease = destination.AddLease(2);
+            await using var server = new KvTransferServer(destination, options: _options);
+            await using var transport = new SharedMemoryKvTransport(_options with { SharedMemoryDirectory = otherDirectory });
+
+            var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
+                transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, 0, 2, TestContext.Current.CancellationToken));
+
+            Assert.Contains("is not a KV segment", error.Message, StringComparison.Ordinal);
+            Assert.Equal(0, destination.Writes);
+            Assert.Empty(Directory.GetFiles(otherDirectory));
+        }
+        finally
+        {
+            Directory.Delete(otherDirectory, recursive: true);
+        }
+    }
+}
