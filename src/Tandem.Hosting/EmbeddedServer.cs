@@ -91,7 +91,7 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
                     InstanceId = id,
                     Role = role,
                     Model = server.ModelName,
-                    ModelFingerprint = Fingerprint(loaded),
+                    ModelFingerprint = ModelSource.Fingerprint(loaded),
                     StartedAt = DateTimeOffset.UtcNow,
                 };
                 var services = disagg
@@ -157,14 +157,6 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
             m.Dispose();
         }
         _models.Clear();
-    }
-
-    /// <summary>Weights and KV layout identity: architecture, shapes and the weight file's size and name.</summary>
-    private static string Fingerprint(LoadedModel model)
-    {
-        var c = model.Config;
-        var text = $"{c.Architecture}|{c.NumLayers}|{c.HiddenSize}|{c.NumKvHeads}|{c.HeadDim}|{c.VocabSize}|{model.Artifact.Name}|{model.Artifact.Weights.TotalBytes}";
-        return Convert.ToHexStringLower(System.IO.Hashing.XxHash3.Hash(System.Text.Encoding.UTF8.GetBytes(text)));
     }
 
     private static partial class Log

@@ -65,4 +65,12 @@ public static class ModelSource
             DefaultRepetitionPenalty = defaults.RepetitionPenalty,
         };
     }
+
+    /// <summary>Weights and KV layout identity: architecture, shapes and the weight file's size and name.</summary>
+    public static string Fingerprint(LoadedModel model)
+    {
+        var c = model.Config;
+        var text = $"{c.Architecture}|{c.NumLayers}|{c.HiddenSize}|{c.NumKvHeads}|{c.HeadDim}|{c.VocabSize}|{model.Artifact.Name}|{model.Artifact.Weights.TotalBytes}";
+        return Convert.ToHexStringLower(System.IO.Hashing.XxHash3.Hash(System.Text.Encoding.UTF8.GetBytes(text)));
+    }
 }

@@ -36,7 +36,13 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     {
     }
 
-    public EngineWorker(ServingEngine engine, WorkerInstance instance, WorkerServices? services, ILogger? logger = null, bool ownsEngine = true)
+    /// <param name="engine">The engine this worker hosts.</param>
+    /// <param name="instance">How discovery lists the worker (role, model, fingerprint).</param>
+    /// <param name="services">Event bus, KV transports and address for disaggregation; null for a plain aggregated worker.</param>
+    /// <param name="logger">Where fallbacks and failures are logged.</param>
+    /// <param name="ownsEngine">Dispose the engine with the worker.</param>
+    /// <param name="kvAccess">The engine's KV access when a transfer server was built on it first (its address goes into <paramref name="services"/>).</param>
+    public EngineWorker(ServingEngine engine, WorkerInstance instance, WorkerServices? services, ILogger? logger = null, bool ownsEngine = true, EngineKvAccess? kvAccess = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(instance);
@@ -51,7 +57,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             endpoints["kv"] = services.KvAddress;
         }
         Instance = instance with { KvBlockSize = engine.BlockSize, Endpoints = endpoints };
-        KvAccess = new EngineKvAccess(engine, instance.ModelFingerprint);
+        KvAccess = kvAccess ?? new EngineKvAccess(engine, instance.ModelFingerprint);
     }
 
     public WorkerInstance Instance { get; }
@@ -60,6 +66,12 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
     /// <summary>The engine's KV memory for transports; register it with the transport servers under <see cref="WorkerServices.KvAddress"/>.</summary>
     public EngineKvAccess KvAccess { get; }
+
+    /// <summary>
+    /// Set while the worker shuts down gracefully: new requests are refused as unavailable (so the frontend sends them
+    /// to another worker) while the ones in flight finish.
+    /// </summary>
+    public bool Draining { get; set; }
 
     /// <summary>A prefill worker starts taking work from the prefill queue.</summary>
     public void Start()
@@ -77,6 +89,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             throw new InvalidRequestException($"worker {Instance.InstanceId} is a prefill worker and does not generate");
         }
+        ThrowIfDraining();
         if (request.RemoteKv is not null || (Instance.Role == WorkerRole.Decode && _services is not null))
         {
             return Disaggregated(request, cancellationToken);
@@ -108,6 +121,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             throw new InvalidRequestException($"worker {Instance.InstanceId} does not serve context-only prefills");
         }
+        ThrowIfDraining();
         var result = await _engine.PrefillAsync(request, cancellationToken).ConfigureAwait(false);
         var first = FirstTokenOf(result.FirstToken, request);
         if (first.IsFinal || result.Kv is null)
@@ -155,6 +169,14 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             _engine.Dispose();
         }
         _stopping.Dispose();
+    }
+
+    private void ThrowIfDraining()
+    {
+        if (Draining)
+        {
+            throw new EngineUnavailableException($"worker {Instance.InstanceId} is shutting down");
+        }
     }
 
     /// <summary>A one-token prefill reports Length; the request itself ends there only if it asked for one token or hit a stop.</summary>
@@ -360,6 +382,8 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
     private async Task<RemotePrefillReply> RunRemotePrefillAsync(RemotePrefillRequest request, CancellationToken cancellationToken)
     {
+        ThrowIfDraining(); // the decode worker prefills locally instead
+
         if (request.ModelFingerprint != Instance.ModelFingerprint)
         {
             throw new KvTransferException($"model fingerprint {request.ModelFingerprint} of the decode worker differs from this prefill worker's {Instance.ModelFingerprint}");
