@@ -16,6 +16,8 @@ internal static class Program
             ModelCommands.Create(),
             EngineBenchCommand.Create(),
             ServeCommand.Create(),
+            FrontendCommand.Create(),
+            WorkerCommand.Create(),
             BenchCommand.Create(),
         };
     }

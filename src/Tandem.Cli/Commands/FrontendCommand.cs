@@ -1,0 +1,92 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Tandem.Frontend;
+using Tandem.Hosting;
+using Tandem.Routing;
+
+namespace Tandem.Cli.Commands;
+
+/// <summary>`tandem frontend`: the OpenAI API in front of worker processes (etcd discovery or a static topology file).</summary>
+internal static class FrontendCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Create<string>("--model", "The model's files, for its tokenizer and chat template", "", "-m");
+        var servedName = CliOptions.Create<string?>("--served-model-name", "Model name clients use (must match the workers')", null);
+        var host = CliOptions.Create("--host", "Address to listen on", "127.0.0.1");
+        var port = CliOptions.Create("--http-port", "HTTP port", 8000, "--port");
+        var discovery = CliOptions.Create<string?>("--discovery", "etcd endpoints, e.g. etcd://127.0.0.1:2379", null);
+        var config = CliOptions.Create<string?>("--config", "Static topology file (cluster.yaml) instead of etcd", null);
+        var ns = CliOptions.Create("--namespace", "Discovery namespace", "default");
+        var router = CliOptions.Create("--router", $"Routing policy: {string.Join(", ", RoutingPolicies.Names)}", RoutingPolicies.RoundRobin);
+        var strategy = CliOptions.Create("--strategy", "decode-first or prefill-first", "decode-first");
+        var apiKey = CliOptions.Create<string?>("--api-key", "Require 'Authorization: Bearer KEY' on /v1 (comma-separated for several keys)", null);
+        var timeout = CliOptions.Create("--request-timeout", "Seconds a request may take before it is cancelled", 600.0);
+        var maxInflight = CliOptions.Create("--max-inflight-requests", "Requests served at once; more get 429 with Retry-After", 512);
+        var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
+        var logFormat = CliOptions.Create("--log-format", "text or json", "text");
+        var command = new Command("frontend", "Run the OpenAI-compatible frontend in front of `tandem worker` processes")
+        {
+            model, servedName, host, port, discovery, config, ns, router, strategy, apiKey, timeout, maxInflight, logLevel, logFormat,
+        };
+        command.SetAction(parse => CommandRunner.Run(() =>
+        {
+            var path = parse.GetValue(model);
+            if (string.IsNullOrEmpty(path))
+            {
+                throw new ArgumentException("--model is required: the frontend tokenizes with the model's tokenizer");
+            }
+            var options = new FrontendProcessOptions
+            {
+                ModelPath = path,
+                ServedModelName = parse.GetValue(servedName) is { Length: > 0 } n ? n : null,
+                Discovery = parse.GetValue(discovery) is { Length: > 0 } d ? d : null,
+                ConfigFile = parse.GetValue(config) is { Length: > 0 } c ? c : null,
+                Namespace = parse.GetValue(ns)!,
+                Router = parse.GetValue(router)!,
+                Frontend = new FrontendOptions
+                {
+                    Host = parse.GetValue(host)!,
+                    Port = parse.GetValue(port),
+                    ApiKeys = parse.GetValue(apiKey) is { Length: > 0 } keys ? keys.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : [],
+                    MaxInflightRequests = parse.GetValue(maxInflight),
+                    RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                    Strategy = parse.GetValue(strategy) switch
+                    {
+                        "decode-first" => DisaggregationStrategy.DecodeFirst,
+                        "prefill-first" => DisaggregationStrategy.PrefillFirst,
+                        var other => throw new ArgumentException($"--strategy must be decode-first or prefill-first, got '{other}'"),
+                    },
+                },
+            };
+            using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
+            return RunAsync(options, loggerFactory).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(FrontendProcessOptions options, ILoggerFactory loggerFactory)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        await using var frontend = await FrontendProcess.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
+        Console.Error.WriteLine($"tandem: frontend ready at {frontend.Server.Url}");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutdown was asked for.
+        }
+        await frontend.Server.DrainAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        return 0;
+    }
+}

@@ -1,0 +1,106 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Tandem.Abstractions;
+using Tandem.Hosting;
+
+namespace Tandem.Cli.Commands;
+
+/// <summary>`tandem worker`: one engine in a role as its own process (request plane, KV transfer, etcd, NATS).</summary>
+internal static class WorkerCommand
+{
+    public static Command Create()
+    {
+        var model = CliOptions.Create<string>("--model", "Model path: a .gguf file or a Hugging Face model directory", "", "-m");
+        var servedName = CliOptions.Create<string?>("--served-model-name", "Model name clients use (default: the file or directory name)", null);
+        var role = CliOptions.Create("--role", "both, prefill or decode", "both");
+        var isPrefill = CliOptions.Create("--is-prefill-worker", "Same as --role prefill", false);
+        var id = CliOptions.Create<string?>("--instance-id", "Unique id of this worker (default: role-host-pid)", null);
+        var host = CliOptions.Create("--host", "Address to listen on and advertise", "127.0.0.1");
+        var rpcPort = CliOptions.Create("--rpc-port", "Request-plane (gRPC) port (0 = any free port)", 0);
+        var kvPort = CliOptions.Create("--kv-port", "KV transfer port (0 = any free port)", 0);
+        var threads = CliOptions.Create("--threads", "Compute threads (0 = one per core)", 0);
+        var discovery = CliOptions.Create<string?>("--discovery", "etcd endpoints to register in, e.g. etcd://127.0.0.1:2379", null);
+        var ns = CliOptions.Create("--namespace", "Discovery and event-plane namespace", "default");
+        var nats = CliOptions.Create<string?>("--nats", "NATS server for the prefill queue, e.g. nats://127.0.0.1:4222", null);
+        var maxLocalPrefill = CliOptions.Create("--max-local-prefill-length", "Decode-first: prompts with at most this many uncached tokens are prefilled locally", 512);
+        var maxPrefillQueue = CliOptions.Create("--max-prefill-queue-size", "Decode-first: remote prefills outstanding before prefilling locally", 4);
+        var drain = CliOptions.Create("--drain-timeout", "Seconds to let requests in flight finish on SIGTERM", 30.0);
+        var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
+        var logFormat = CliOptions.Create("--log-format", "text or json", "text");
+        var serving = new ServingFlags();
+        var command = new Command("worker", "Run one worker process (prefill, decode or both) that a `tandem frontend` sends requests to")
+        {
+            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, drain, logLevel, logFormat,
+        };
+        foreach (var option in serving.Options)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction(parse => CommandRunner.Run(() =>
+        {
+            var path = parse.GetValue(model);
+            if (string.IsNullOrEmpty(path))
+            {
+                throw new ArgumentException("--model is required (a .gguf file or a Hugging Face model directory)");
+            }
+            var options = new WorkerProcessOptions
+            {
+                ModelPath = path,
+                ServedModelName = parse.GetValue(servedName) is { Length: > 0 } n ? n : null,
+                Role = parse.GetValue(isPrefill) ? WorkerRole.Prefill : parse.GetValue(role) switch
+                {
+                    "both" => WorkerRole.Both,
+                    "prefill" => WorkerRole.Prefill,
+                    "decode" => WorkerRole.Decode,
+                    var other => throw new ArgumentException($"--role must be both, prefill or decode, got '{other}'"),
+                },
+                InstanceId = parse.GetValue(id) is { Length: > 0 } i ? i : null,
+                Host = parse.GetValue(host)!,
+                RpcPort = parse.GetValue(rpcPort),
+                KvPort = parse.GetValue(kvPort),
+                Threads = parse.GetValue(threads),
+                Discovery = parse.GetValue(discovery) is { Length: > 0 } d ? d : null,
+                Namespace = parse.GetValue(ns)!,
+                Nats = parse.GetValue(nats) is { Length: > 0 } s ? s : null,
+                Serving = serving.Read(parse),
+                Disaggregation = new Tandem.Worker.DisaggregationOptions
+                {
+                    MaxLocalPrefillLength = parse.GetValue(maxLocalPrefill),
+                    MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
+                },
+            };
+            var drainTimeout = TimeSpan.FromSeconds(parse.GetValue(drain));
+            using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
+            return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();
+        }));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(WorkerProcessOptions options, TimeSpan drainTimeout, ILoggerFactory loggerFactory)
+    {
+        using var stop = new CancellationTokenSource();
+        void OnSignal(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        await using var worker = await WorkerProcess.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
+        // One line scripts can read: where this worker is reachable.
+        Console.Out.WriteLine($"tandem-worker id={worker.Instance.InstanceId} role={worker.Instance.Role.ToString().ToLowerInvariant()} rpc={worker.RpcUrl} kv={worker.KvAddress}");
+        Console.Out.Flush();
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutdown was asked for.
+        }
+        Console.Error.WriteLine($"tandem: worker draining (up to {drainTimeout.TotalSeconds:0} s)");
+        await worker.DrainAsync(drainTimeout).ConfigureAwait(false);
+        return 0;
+    }
+}

@@ -1,0 +1,98 @@
+using Microsoft.Extensions.Logging;
+using Tandem.Abstractions;
+using Tandem.Engine.Models;
+using Tandem.Frontend;
+using Tandem.Frontend.Models;
+using Tandem.Routing;
+using Tandem.Runtime;
+using Tandem.Runtime.Etcd;
+using Tandem.Runtime.Grpc;
+
+namespace Tandem.Hosting;
+
+/// <summary>Settings of `tandem frontend`.</summary>
+public sealed record FrontendProcessOptions
+{
+    /// <summary>The model whose tokenizer and chat template the frontend uses (weights are mapped, not computed).</summary>
+    public required string ModelPath { get; init; }
+    public string? ServedModelName { get; init; }
+
+    /// <summary><c>etcd://host:port[,...]</c>: workers found dynamically.</summary>
+    public string? Discovery { get; init; }
+
+    /// <summary>A static topology file (<see cref="StaticDiscovery"/>) instead of etcd.</summary>
+    public string? ConfigFile { get; init; }
+
+    public string Namespace { get; init; } = "default";
+    public string Router { get; init; } = RoutingPolicies.RoundRobin;
+    public FrontendOptions Frontend { get; init; } = new();
+}
+
+/// <summary>`tandem frontend`: the OpenAI API in front of worker processes found through etcd or a static topology.</summary>
+public sealed class FrontendProcess : IAsyncDisposable
+{
+    private static readonly Action<ILogger, string, Exception?> Warn = LoggerMessage.Define<string>(LogLevel.Warning, new EventId(1, "ModelWarning"), "{Message}");
+
+    private readonly List<IAsyncDisposable> _owned = [];
+    private LoadedModel? _model;
+    private GrpcRequestPlane? _plane;
+
+    public FrontendServer Server { get; private set; } = null!;
+
+    public IDiscovery Discovery { get; private set; } = null!;
+
+    public static async Task<FrontendProcess> StartAsync(FrontendProcessOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        if ((options.Discovery is null) == (options.ConfigFile is null))
+        {
+            throw new ArgumentException("give exactly one of --discovery etcd://host:port and --config cluster.yaml");
+        }
+        var process = new FrontendProcess();
+        try
+        {
+            var loaded = LoadedModel.Load(options.ModelPath, threads: 1);
+            process._model = loaded;
+            var catalog = new ModelCatalog();
+            var logger = loggerFactory.CreateLogger("Tandem.FrontendProcess");
+            catalog.Add(ModelSource.Describe(loaded, options.ServedModelName ?? loaded.Artifact.Name, message => Warn(logger, message, null)));
+            if (options.ConfigFile is { } config)
+            {
+                process.Discovery = StaticDiscovery.Load(config);
+            }
+            else
+            {
+                var etcd = new EtcdDiscovery(new EtcdDiscoveryOptions { Endpoints = options.Discovery!, Namespace = options.Namespace }, loggerFactory.CreateLogger("Tandem.Discovery"));
+                process._owned.Add(etcd);
+                process.Discovery = etcd;
+            }
+            var plane = new GrpcRequestPlane(loggerFactory: loggerFactory);
+            process._plane = plane;
+            process.Server = new FrontendServer(options.Frontend, catalog, process.Discovery, plane, RoutingPolicies.Create(options.Router), loggerFactory);
+            await process.Server.StartAsync(cancellationToken).ConfigureAwait(false);
+            return process;
+        }
+        catch
+        {
+            await process.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Server is { } server)
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+        }
+        for (var i = _owned.Count - 1; i >= 0; i--)
+        {
+            await _owned[i].DisposeAsync().ConfigureAwait(false);
+        }
+        _owned.Clear();
+        _plane?.Dispose();
+        _model?.Dispose();
+        _model = null;
+    }
+}
