@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Tandem.Frontend;
 using Tandem.Hosting;
@@ -68,24 +67,10 @@ internal static class FrontendCommand
 
     private static async Task<int> RunAsync(FrontendProcessOptions options, ILoggerFactory loggerFactory)
     {
-        using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var stop = new ShutdownSignal();
         await using var frontend = await FrontendProcess.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
         Console.Error.WriteLine($"tandem: frontend ready at {frontend.Server.Url}");
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // Shutdown was asked for.
-        }
+        await stop.WaitAsync().ConfigureAwait(false);
         await frontend.Server.DrainAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
         return 0;
     }

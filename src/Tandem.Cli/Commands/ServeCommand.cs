@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Tandem.Frontend;
 using Tandem.Hosting;
@@ -95,14 +94,7 @@ internal static class ServeCommand
 
     private static async Task<int> RunAsync(EmbeddedServerOptions options, TimeSpan drainTimeout, ILoggerFactory loggerFactory)
     {
-        using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var stop = new ShutdownSignal();
 
         var server = await EmbeddedServer.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
         var err = Console.Error;
@@ -113,14 +105,7 @@ internal static class ServeCommand
         }
         err.WriteLine($"tandem: model '{server.ModelName}' ready at {server.Url} (OpenAI API under {server.Url}v1). Ctrl+C stops.");
         err.WriteLine($"tandem: try: curl {server.Url}v1/completions -H 'Content-Type: application/json' -d '{{\"model\":\"{server.ModelName}\",\"prompt\":\"Once upon a time\",\"max_tokens\":32}}'");
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // Shutdown was asked for.
-        }
+        await stop.WaitAsync().ConfigureAwait(false);
         err.WriteLine($"tandem: shutting down; letting requests in flight finish (up to {drainTimeout.TotalSeconds:0} s)");
         await server.ShutdownAsync(drainTimeout).ConfigureAwait(false);
         return 0;

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Tandem.Abstractions;
 using Tandem.Hosting;
@@ -79,26 +78,12 @@ internal static class WorkerCommand
 
     private static async Task<int> RunAsync(WorkerProcessOptions options, TimeSpan drainTimeout, ILoggerFactory loggerFactory)
     {
-        using var stop = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        }
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var stop = new ShutdownSignal();
         await using var worker = await WorkerProcess.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
         // One line scripts can read: where this worker is reachable.
         Console.Out.WriteLine($"tandem-worker id={worker.Instance.InstanceId} role={worker.Instance.Role.ToString().ToLowerInvariant()} rpc={worker.RpcUrl} kv={worker.KvAddress}");
         Console.Out.Flush();
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // Shutdown was asked for.
-        }
+        await stop.WaitAsync().ConfigureAwait(false);
         Console.Error.WriteLine($"tandem: worker draining (up to {drainTimeout.TotalSeconds:0} s)");
         await worker.DrainAsync(drainTimeout).ConfigureAwait(false);
         return 0;
