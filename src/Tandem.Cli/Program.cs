@@ -17,6 +17,7 @@ internal static class Program
             EngineBenchCommand.Create(),
             ServeCommand.Create(),
             BenchCommand.Create(),
+            TraceCommand.Create(),
         };
     }
 }
