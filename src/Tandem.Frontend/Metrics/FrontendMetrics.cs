@@ -35,6 +35,8 @@ public sealed class FrontendMetrics
         WorkerRunning = f.CreateGauge("tandem_worker_running_requests", "Sequences running on the worker", ["worker", "model"]);
         WorkerWaiting = f.CreateGauge("tandem_worker_waiting_requests", "Requests waiting in the worker's queue", ["worker", "model"]);
         WorkerPreemptions = f.CreateGauge("tandem_worker_preemptions", "Sequences preempted by the worker since start", ["worker", "model"]);
+        WorkerPrefixQueried = f.CreateGauge("tandem_worker_prefix_cache_queried_tokens", "Prompt tokens looked up in the worker's prefix cache since start", ["worker", "model"]);
+        WorkerPrefixHits = f.CreateGauge("tandem_worker_prefix_cache_hit_tokens", "Prompt tokens served from the worker's prefix cache since start", ["worker", "model"]);
     }
 
     public CollectorRegistry Registry { get; }
@@ -55,6 +57,8 @@ public sealed class FrontendMetrics
     public Gauge WorkerRunning { get; }
     public Gauge WorkerWaiting { get; }
     public Gauge WorkerPreemptions { get; }
+    public Gauge WorkerPrefixQueried { get; }
+    public Gauge WorkerPrefixHits { get; }
 
     /// <summary>Sets the worker gauges from one worker's stats (called before each scrape).</summary>
     public void SetWorker(WorkerInstance worker, EngineStats stats)
@@ -67,6 +71,8 @@ public sealed class FrontendMetrics
         WorkerRunning.WithLabels(labels).Set(stats.Running);
         WorkerWaiting.WithLabels(labels).Set(stats.Waiting);
         WorkerPreemptions.WithLabels(labels).Set(stats.Preemptions);
+        WorkerPrefixQueried.WithLabels(labels).Set(stats.PrefixQueriedTokens);
+        WorkerPrefixHits.WithLabels(labels).Set(stats.PrefixHitTokens);
         lock (_latest)
         {
             _latest[worker.InstanceId] = (worker, stats);
