@@ -21,9 +21,9 @@ internal sealed class TransformerStepCompute(Transformer model, HashSet<int> mod
     {
         var vocab = Config.VocabSize;
         var rows = 0;
-        foreach (var c in chunks)
+        for (var i = 0; i < chunks.Count; i++) // indexing: a foreach over the interface would box an enumerator per step
         {
-            rows += c.WantLogits ? 1 : 0;
+            rows += chunks[i].WantLogits ? 1 : 0;
         }
         if (_logits.Length < rows * vocab)
         {
