@@ -7,7 +7,14 @@ public sealed record RoutingRequest(string RequestId, string Model, IReadOnlyLis
 /// <param name="Instance">The worker.</param>
 /// <param name="ActiveRequests">Requests the router sent there that have not finished (its own prediction between metric updates).</param>
 /// <param name="KvUsage">Last reported fraction of KV blocks in use, 0 when unknown.</param>
-public sealed record RoutingCandidate(WorkerInstance Instance, int ActiveRequests, double KvUsage);
+public sealed record RoutingCandidate(WorkerInstance Instance, int ActiveRequests, double KvUsage)
+{
+    /// <summary>KV blocks of the requests the router sent there that have not finished (prompt blocks; its own prediction of the worker's decode load).</summary>
+    public long ActiveBlocks { get; init; }
+
+    /// <summary>Requests waiting in the worker's queue, as last reported (0 when unknown).</summary>
+    public int Waiting { get; init; }
+}
 
 /// <summary>Chooses a worker for a request; policies are selected by name (`--router`).</summary>
 public interface IRoutingPolicy

@@ -19,6 +19,7 @@ internal static class Program
             FrontendCommand.Create(),
             WorkerCommand.Create(),
             BenchCommand.Create(),
+            TraceCommand.Create(),
         };
     }
 }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Tandem.Abstractions;
 using Tandem.Engine.Inference;
 using Tandem.Engine.Models;
+using Tandem.Engine.Serving.Compute;
 
 namespace Tandem.Engine.Serving;
 
@@ -14,8 +15,7 @@ namespace Tandem.Engine.Serving;
 /// </summary>
 public sealed class ServingEngine : IDisposable
 {
-    private readonly Transformer _model;
-    private readonly PagedKvCache _cache;
+    private readonly IStepCompute _compute;
     private readonly HashSet<int> _modelStops;
     private readonly Thread _loop;
     private readonly Lock _inboxGate = new();
@@ -36,7 +36,8 @@ public sealed class ServingEngine : IDisposable
     private readonly List<ForwardChunk> _chunks = [];
     private readonly List<ServingSequence> _chunkOwners = [];
     private readonly List<ServingSequence> _finished = [];
-    private float[] _logits = [];
+    private int[] _nextTokens = [];
+    private float[] _nextLogprobs = [];
     private readonly int _keepFree;
 
     // Statistics (written by the loop thread, read by anyone).
@@ -54,30 +55,49 @@ public sealed class ServingEngine : IDisposable
     private int _waitingCount;
 
     public ServingEngine(Transformer model, IEnumerable<int> modelStopTokens, ServingOptions? options = null)
+        : this(modelStopTokens, options, (stops, o) => new TransformerStepCompute(model ?? throw new ArgumentNullException(nameof(model)), stops, o.MaxNumSeqs))
     {
-        ArgumentNullException.ThrowIfNull(model);
+    }
+
+    /// <summary>An engine whose steps are timed by <paramref name="profile"/> instead of computed (see <see cref="Mocker.MockerProfile"/>); no weights, no KV memory.</summary>
+    public static ServingEngine CreateMocker(Mocker.MockerProfile profile, ServingOptions? options = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(profile);
+        profile.Validate();
+        return new ServingEngine(profile.StopTokenIds, options ?? profile.ToServingOptions(), (stops, _) => new Mocker.MockerStepCompute(profile, stops, time ?? TimeProvider.System));
+    }
+
+    private ServingEngine(IEnumerable<int> modelStopTokens, ServingOptions? options, Func<HashSet<int>, ServingOptions, IStepCompute> compute)
+    {
         ArgumentNullException.ThrowIfNull(modelStopTokens);
         Options = options ?? new ServingOptions();
         Options.Validate();
-        _model = model;
         _modelStops = [.. modelStopTokens];
-        var c = model.Config;
-        var bytesPerBlock = PagedKvCache.BytesFor(c.NumLayers, c.KvDim, Options.BlockSize, 1);
-        var blocks = Options.ResolveBlockCount(bytesPerBlock, c.ContextLength);
-        _cache = model.CreateCache(blocks, Options.BlockSize);
+        _compute = compute(_modelStops, Options);
+        var c = _compute.Config;
+        var blocks = Options.ResolveBlockCount(_compute.BytesPerBlock(Options.BlockSize), c.ContextLength);
         Blocks = new KvBlockManager(blocks, Options.BlockSize, Options.EnablePrefixCaching, Options.KvEventCapacity);
+        _compute.Initialize(Blocks, blocks, Options.BlockSize);
         _keepFree = (int)(Options.Watermark * blocks);
         _loop = new Thread(Loop) { IsBackground = true, Name = "tandem-engine" };
         _loop.Start();
     }
 
     public ServingOptions Options { get; }
-    public ModelConfig Config => _model.Config;
+    public ModelConfig Config => _compute.Config;
+
+    /// <summary>The compute behind the scheduler (transformer or mocker).</summary>
+    internal IStepCompute Compute => _compute;
+
+    /// <summary>True for the mocker engine: steps are timed, not computed, and there is no KV memory to transfer.</summary>
+    public bool IsMocker => _compute.Cache is null;
+
+    private PagedKvCache KvMemory => _compute.Cache ?? throw new NotSupportedException("the mocker engine holds no KV data to export or import");
     public KvBlockManager Blocks { get; }
     public int BlockSize => Options.BlockSize;
 
     /// <summary>Bytes of one block across all layers, keys and values (f32).</summary>
-    public long BytesPerBlock => _cache.BytesPerBlock;
+    public long BytesPerBlock => _compute.BytesPerBlock(BlockSize);
 
     /// <summary>
     /// Starts generating for <paramref name="request"/> and streams its tokens. Validation and admission happen now:
@@ -152,12 +172,13 @@ public sealed class ServingEngine : IDisposable
     public unsafe void ExportKv(KvBlockLease lease, int layer, int first, int count, Span<float> keys, Span<float> values)
     {
         CheckTransfer(lease, layer, first, count, keys.Length, values.Length);
-        var n = (int)_cache.FloatsPerBlock;
+        var cache = KvMemory;
+        var n = (int)cache.FloatsPerBlock;
         for (var i = 0; i < count; i++)
         {
             var b = lease.BlockArray[first + i];
-            new ReadOnlySpan<float>(_cache.Keys(layer, b), n).CopyTo(keys.Slice(i * n, n));
-            new ReadOnlySpan<float>(_cache.Values(layer, b), n).CopyTo(values.Slice(i * n, n));
+            new ReadOnlySpan<float>(cache.Keys(layer, b), n).CopyTo(keys.Slice(i * n, n));
+            new ReadOnlySpan<float>(cache.Values(layer, b), n).CopyTo(values.Slice(i * n, n));
         }
     }
 
@@ -169,17 +190,18 @@ public sealed class ServingEngine : IDisposable
         {
             throw new InvalidOperationException($"blocks 0..{lease.CachedBlocks - 1} of the lease are shared prefix-cache blocks and cannot be written");
         }
-        var n = (int)_cache.FloatsPerBlock;
+        var cache = KvMemory;
+        var n = (int)cache.FloatsPerBlock;
         for (var i = 0; i < count; i++)
         {
             var b = lease.BlockArray[first + i];
-            keys.Slice(i * n, n).CopyTo(new Span<float>(_cache.Keys(layer, b), n));
-            values.Slice(i * n, n).CopyTo(new Span<float>(_cache.Values(layer, b), n));
+            keys.Slice(i * n, n).CopyTo(new Span<float>(cache.Keys(layer, b), n));
+            values.Slice(i * n, n).CopyTo(new Span<float>(cache.Values(layer, b), n));
         }
     }
 
     /// <summary>Floats of one block for one layer and side (the unit of <see cref="ExportKv"/>/<see cref="ImportKv"/> buffers).</summary>
-    public int FloatsPerBlockLayer => (int)_cache.FloatsPerBlock;
+    public int FloatsPerBlockLayer => (int)(_compute.Cache?.FloatsPerBlock ?? 0);
 
     public EngineStats GetStats() => new()
     {
@@ -410,7 +432,7 @@ public sealed class ServingEngine : IDisposable
         {
             throw new ArgumentOutOfRangeException(nameof(count), $"blocks [{first}, {first + count}) are outside the lease's {lease.Blocks.Count} blocks");
         }
-        var needed = (long)count * _cache.FloatsPerBlock;
+        var needed = (long)count * KvMemory.FloatsPerBlock;
         if (keysLength < needed || valuesLength < needed)
         {
             throw new ArgumentException($"{count} blocks need {needed} floats each for keys and values");
@@ -642,19 +664,14 @@ public sealed class ServingEngine : IDisposable
 
     private void Step()
     {
-        var vocab = Config.VocabSize;
-        var rows = 0;
-        foreach (var c in _chunks)
+        if (_nextTokens.Length < _chunks.Count)
         {
-            rows += c.WantLogits ? 1 : 0;
-        }
-        if (_logits.Length < rows * vocab)
-        {
-            _logits = new float[Math.Max(rows, Math.Min(Options.MaxNumSeqs, 64)) * vocab];
+            _nextTokens = new int[Math.Max(_chunks.Count, Math.Min(Options.MaxNumSeqs, 64))];
+            _nextLogprobs = new float[_nextTokens.Length];
         }
         try
         {
-            _model.Forward(_cache, _chunks, _logits);
+            _compute.Run(_chunks, _chunkOwners, _nextTokens, _nextLogprobs);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -683,24 +700,9 @@ public sealed class ServingEngine : IDisposable
             {
                 continue;
             }
-            var logits = _logits.AsSpan(row * vocab, vocab);
+            var token = _nextTokens[row];
+            var logprob = _nextLogprobs[row];
             row++;
-            if (seq.Generated < seq.Request.MinTokens)
-            {
-                SuppressStops(seq, logits);
-            }
-            int token;
-            var logprob = float.NaN;
-            var prompt = seq.Tokens.AsSpan(0, seq.PromptLength);
-            var output = seq.Tokens.AsSpan(seq.PromptLength, seq.Generated);
-            if (seq.Request.Logprobs)
-            {
-                token = seq.Sampler.Sample(logits, prompt, output, out logprob);
-            }
-            else
-            {
-                token = seq.Sampler.Sample(logits, prompt, output);
-            }
             seq.Tokens[seq.Count++] = token;
             Interlocked.Increment(ref _generated);
             Emit(seq, token, logprob);
@@ -738,24 +740,6 @@ public sealed class ServingEngine : IDisposable
         if (finish is not null)
         {
             Finish(seq, error: null);
-        }
-    }
-
-    private void SuppressStops(ServingSequence seq, Span<float> logits)
-    {
-        if (!seq.Request.IgnoreEos)
-        {
-            foreach (var t in _modelStops)
-            {
-                logits[t] = float.NegativeInfinity;
-            }
-        }
-        foreach (var t in seq.Request.StopTokenIds)
-        {
-            if ((uint)t < (uint)logits.Length)
-            {
-                logits[t] = float.NegativeInfinity;
-            }
         }
     }
 
@@ -874,7 +858,7 @@ public sealed class ServingEngine : IDisposable
         }
         // Requests submitted while the loop was stopping.
         FailEverything(new EngineUnavailableException("the engine is shutting down"));
-        _cache.Dispose();
+        _compute.Dispose();
         _wake.Dispose();
     }
 }

@@ -5,7 +5,6 @@ using Tandem.Engine.Models;
 using Tandem.Engine.Serving;
 using Tandem.Frontend;
 using Tandem.Frontend.Models;
-using Tandem.Routing;
 using Tandem.Runtime;
 using Tandem.Transfer;
 using Tandem.Worker;
@@ -49,14 +48,19 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Workers, 1, "--workers");
         options.Serving.Validate();
         options.Frontend.Validate();
-        var policy = RoutingPolicies.Create(options.Router);
+        var (policy, kvIndex) = CreatePolicy(options);
         loggerFactory ??= NullLoggerFactory.Instance;
         var server = new EmbeddedServer(loggerFactory);
         try
         {
-            server.IsDemoModel = options.ModelPath is null;
-            var path = options.ModelPath ?? ModelSource.EnsureDemoModel();
+            var mocker = IsMocker(options);
+            server.IsDemoModel = options.ModelPath is null && !mocker;
+            var path = mocker ? "mocker profile " + (options.MockerProfile ?? Engine.Serving.Mocker.MockerProfile.DefaultProfileName) : options.ModelPath ?? ModelSource.EnsureDemoModel();
             var catalog = new ModelCatalog();
+            if (mocker)
+            {
+                server.AddMockerWorkers(options, catalog);
+            }
             var disagg = options.Mode == ServeMode.Disaggregated;
             if (disagg)
             {
@@ -68,7 +72,7 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
                 ? [.. Enumerable.Repeat(WorkerRole.Prefill, options.PrefillWorkers), .. Enumerable.Repeat(WorkerRole.Decode, options.DecodeWorkers)]
                 : Enumerable.Repeat(WorkerRole.Both, options.Workers).ToList();
             var counts = new Dictionary<WorkerRole, int>();
-            foreach (var role in roles)
+            foreach (var role in mocker ? [] : roles)
             {
                 // Each worker maps the file itself (the OS shares the pages) and owns its kernels, engine and KV cache.
                 var loaded = LoadedModel.Load(path, threads: options.Threads);
@@ -116,7 +120,8 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
             }
             server._frontend = new FrontendServer(options.Frontend, catalog, server._discovery, server._plane, policy, loggerFactory);
             await server._frontend.StartAsync(cancellationToken).ConfigureAwait(false);
-            Log.Serving(server._logger, server.ModelName, path, string.Join(", ", server._workers.Select(w => w.Instance.InstanceId)), server._workers[0].Engine.Blocks.NumBlocks, options.Serving.BlockSize);
+            await server.StartKvEventsAsync(kvIndex).ConfigureAwait(false);
+            Log.Serving(server._logger, server.ModelName, path, string.Join(", ", server._workers.Select(w => w.Instance.InstanceId)), server._workers[0].Engine.Blocks.NumBlocks, server._workers[0].Engine.BlockSize);
             return server;
         }
         catch
@@ -144,6 +149,7 @@ public sealed partial class EmbeddedServer : IAsyncDisposable
             _frontend = null;
             await frontend.DisposeAsync().ConfigureAwait(false);
         }
+        await StopKvEventsAsync().ConfigureAwait(false);
         foreach (var w in _workers)
         {
             _discovery.Deregister(w.Instance.InstanceId);

@@ -41,4 +41,22 @@ public sealed record EmbeddedServerOptions
     public ServingOptions Serving { get; init; } = new();
 
     public FrontendOptions Frontend { get; init; } = new();
+
+    /// <summary>`builtin` (the transformer) or `mocker` (timing model, no weights; see <see cref="EngineKinds"/>).</summary>
+    public string Engine { get; init; } = EngineKinds.Builtin;
+
+    /// <summary>Mocker profile file or shipped name (default mocker-h100-8b).</summary>
+    public string? MockerProfile { get; init; }
+
+    /// <summary>Mocker step times are divided by this.</summary>
+    public double SpeedupRatio { get; init; } = 1.0;
+
+    /// <summary>Mocker engine limits; null = the profile's (block size 64, 16384 blocks, ...).</summary>
+    public ServingOptions? MockerServing { get; init; }
+
+    /// <summary>Settings of the `kv` router.</summary>
+    public Tandem.Routing.Kv.KvRoutingOptions KvRouting { get; init; } = new();
+
+    /// <summary>Blocks the KV index keeps per worker (0 = unbounded).</summary>
+    public int KvIndexMaxBlocksPerWorker { get; init; }
 }

@@ -1,4 +1,5 @@
 using Tandem.Abstractions;
+using Tandem.Routing.Kv;
 
 namespace Tandem.Routing;
 
@@ -8,15 +9,21 @@ public static class RoutingPolicies
     public const string RoundRobin = "round-robin";
     public const string Random = "random";
     public const string LeastLoaded = "least-loaded";
+    public const string Kv = "kv";
 
-    public static IReadOnlyList<string> Names { get; } = [RoundRobin, Random, LeastLoaded];
+    public static IReadOnlyList<string> Names { get; } = [RoundRobin, Random, LeastLoaded, Kv];
 
-    /// <summary>Creates the policy called <paramref name="name"/>; <paramref name="seed"/> makes `random` reproducible.</summary>
-    public static IRoutingPolicy Create(string name, int? seed = null) => name switch
+    /// <summary>
+    /// Creates the policy called <paramref name="name"/>; <paramref name="seed"/> makes `random` (and `kv` tie-breaking,
+    /// unless its options carry a seed) reproducible. `kv` ranks workers with <paramref name="indexer"/> (a new, empty one
+    /// when null: then only the load term counts until events arrive).
+    /// </summary>
+    public static IRoutingPolicy Create(string name, int? seed = null, KvIndexer? indexer = null, KvRoutingOptions? kv = null) => name switch
     {
         RoundRobin => new RoundRobinPolicy(),
         Random => new RandomPolicy(seed),
         LeastLoaded => new LeastLoadedPolicy(),
+        Kv => new KvRoutingPolicy(indexer ?? new KvIndexer(), (kv ?? new KvRoutingOptions()) is var o && o.Seed is null && seed is not null ? o with { Seed = seed } : o),
         _ => throw new ArgumentException($"unknown router '{name}'; choose one of: {string.Join(", ", Names)}", nameof(name)),
     };
 }

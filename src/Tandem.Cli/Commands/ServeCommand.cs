@@ -39,7 +39,8 @@ internal static class ServeCommand
         {
             model, servedName, host, port, workers, mode, prefillWorkers, decodeWorkers, strategy, maxLocalPrefill, maxPrefillQueue, remotePrefillTimeout, router, threads, apiKey, maxBody, maxPrompt, maxTotal, maxInflight, timeout, drain, logLevel, logFormat,
         };
-        foreach (var option in serving.Options)
+        var kvRouting = new KvRoutingFlags();
+        foreach (var option in serving.Options.Concat(kvRouting.Options))
         {
             command.Options.Add(option);
         }
@@ -85,6 +86,7 @@ internal static class ServeCommand
                     },
                 },
             };
+            options = kvRouting.Apply(parse, options, serving);
             var drainTimeout = Seconds(parse.GetValue(drain), "--drain-timeout");
             using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
             return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();

@@ -33,6 +33,26 @@ internal sealed class ServingFlags
         return options;
     }
 
+    /// <summary>The flags given on the command line (or in the environment) applied over <paramref name="baseline"/>; defaults do not override it.</summary>
+    public ServingOptions ReadOver(ParseResult parse, ServingOptions baseline)
+    {
+        ArgumentNullException.ThrowIfNull(parse);
+        ArgumentNullException.ThrowIfNull(baseline);
+        bool Given(Option o) => parse.GetResult(o) is { Implicit: false } || Environment.GetEnvironmentVariable(CliOptions.EnvironmentName(o.Name)) is { Length: > 0 };
+        var options = baseline with
+        {
+            BlockSize = Given(_blockSize) ? parse.GetValue(_blockSize) : baseline.BlockSize,
+            NumKvBlocks = Given(_numBlocks) ? parse.GetValue(_numBlocks) : baseline.NumKvBlocks,
+            KvCacheMemoryBytes = Given(_memory) && parse.GetValue(_memory) is { } memory ? ParseBytes(memory) : baseline.KvCacheMemoryBytes,
+            MaxNumSeqs = Given(_maxSeqs) ? parse.GetValue(_maxSeqs) : baseline.MaxNumSeqs,
+            MaxNumBatchedTokens = Given(_maxBatched) ? parse.GetValue(_maxBatched) : baseline.MaxNumBatchedTokens,
+            MaxQueueLength = Given(_maxQueue) ? parse.GetValue(_maxQueue) : baseline.MaxQueueLength,
+            EnablePrefixCaching = !(Given(_noPrefixCache) && parse.GetValue(_noPrefixCache)) && baseline.EnablePrefixCaching,
+        };
+        options.Validate();
+        return options;
+    }
+
     /// <summary>Parses "2GiB", "512MiB", "1.5GB", "4096" (bytes); binary (KiB/MiB/GiB) and decimal (KB/MB/GB) units.</summary>
     public static long ParseBytes(string text)
     {

@@ -38,6 +38,8 @@ public sealed class FrontendMetrics
         WorkerLocalPrefills = f.CreateGauge("tandem_worker_local_prefills_total", "Prompts the worker prefilled itself", ["worker", "model"]);
         WorkerPrefillFallbacks = f.CreateGauge("tandem_worker_prefill_fallbacks_total", "Remote prefills that fell back to a local prefill, by reason", ["worker", "model", "reason"]);
         WorkerPreemptions = f.CreateGauge("tandem_worker_preemptions", "Sequences preempted by the worker since start", ["worker", "model"]);
+        WorkerPrefixQueried = f.CreateGauge("tandem_worker_prefix_cache_queried_tokens", "Prompt tokens looked up in the worker's prefix cache since start", ["worker", "model"]);
+        WorkerPrefixHits = f.CreateGauge("tandem_worker_prefix_cache_hit_tokens", "Prompt tokens served from the worker's prefix cache since start", ["worker", "model"]);
     }
 
     public CollectorRegistry Registry { get; }
@@ -61,6 +63,8 @@ public sealed class FrontendMetrics
     public Gauge WorkerRemotePrefills { get; }
     public Gauge WorkerLocalPrefills { get; }
     public Gauge WorkerPrefillFallbacks { get; }
+    public Gauge WorkerPrefixQueried { get; }
+    public Gauge WorkerPrefixHits { get; }
 
     /// <summary>Sets the worker gauges from one worker's stats (called before each scrape).</summary>
     public void SetWorker(WorkerInstance worker, EngineStats stats)
@@ -79,6 +83,8 @@ public sealed class FrontendMetrics
         {
             WorkerPrefillFallbacks.WithLabels(worker.InstanceId, worker.Model, reason).Set(count);
         }
+        WorkerPrefixQueried.WithLabels(labels).Set(stats.PrefixQueriedTokens);
+        WorkerPrefixHits.WithLabels(labels).Set(stats.PrefixHitTokens);
         lock (_latest)
         {
             _latest[worker.InstanceId] = (worker, stats);
