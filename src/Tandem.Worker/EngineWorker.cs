@@ -264,7 +264,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             };
             var answer = await services.Bus.RequestAsync(options.PrefillSubject(Instance.Model), PrefillProtocol.Encode(message), options.RemotePrefillTimeout, cancellationToken).ConfigureAwait(false);
             reply = PrefillProtocol.Decode<RemotePrefillReply>(answer.Payload);
-            failure = reply.Ok ? null : "prefill_error";
+            failure = reply.Ok ? null : reply.TimedOut ? "timeout" : "prefill_error";
             if (!reply.Ok)
             {
                 Log.RemoteFailed(_logger, request.RequestId, reply.Error ?? "unknown error");
@@ -363,9 +363,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             var request = PrefillProtocol.Decode<RemotePrefillRequest>(message.Payload);
             reply = await RunRemotePrefillAsync(request, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidRequestException or EngineOverloadedException or EngineUnavailableException or KvTransferException or OperationCanceledException or ArgumentException or InvalidOperationException)
+        catch (Exception e) when (e is DeadlinePassedException or System.Text.Json.JsonException or InvalidRequestException or EngineOverloadedException or EngineUnavailableException or KvTransferException or OperationCanceledException or ArgumentException or InvalidOperationException)
         {
-            reply = new RemotePrefillReply { Ok = false, Error = e.Message, PrefillWorker = Instance.InstanceId };
+            reply = new RemotePrefillReply { Ok = false, Error = e.Message, TimedOut = e is DeadlinePassedException or OperationCanceledException, PrefillWorker = Instance.InstanceId };
         }
         if (message.ReplyTo is { } replyTo)
         {
@@ -391,7 +391,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         var remaining = DateTimeOffset.FromUnixTimeMilliseconds(request.DeadlineUnixMs) - DateTimeOffset.UtcNow;
         if (remaining <= TimeSpan.Zero)
         {
-            throw new InvalidOperationException("the decode worker's deadline passed before the prefill started");
+            throw new DeadlinePassedException("the decode worker's deadline passed before the prefill started");
         }
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(remaining);
@@ -435,4 +435,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         [LoggerMessage(4, LogLevel.Warning, "could not answer a remote prefill: {Message}")]
         public static partial void ReplyFailed(ILogger logger, string message);
     }
+
+    /// <summary>A remote prefill arrived after the decode worker stopped waiting for it.</summary>
+    private sealed class DeadlinePassedException(string message) : Exception(message);
 }

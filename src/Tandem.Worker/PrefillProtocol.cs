@@ -45,6 +45,10 @@ internal sealed record RemotePrefillReply
 {
     public bool Ok { get; init; }
     public string? Error { get; init; }
+
+    /// <summary>The decode worker's deadline passed on the prefill side (counted as a timeout, not an error).</summary>
+    public bool TimedOut { get; init; }
+
     public int FirstToken { get; init; }
     public float FirstLogprob { get; init; }
     public int CachedPromptTokens { get; init; }
