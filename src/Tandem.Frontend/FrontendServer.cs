@@ -33,7 +33,6 @@ public sealed partial class FrontendServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly AdmissionControl _admission;
     private readonly CompletionsHandler _completions;
-    private readonly Dictionary<string, WorkerInstance> _reportedWorkers = new(StringComparer.Ordinal);
     private WebApplication? _app;
 
     public FrontendServer(FrontendOptions options, ModelCatalog catalog, IDiscovery discovery, IRequestPlane plane, IRoutingPolicy policy, ILoggerFactory? loggerFactory = null)
@@ -285,18 +284,7 @@ public sealed partial class FrontendServer : IAsyncDisposable
                 Log.WorkerStatsUnavailable(_logger, instance.InstanceId, e.Message);
             }
         }
-        lock (_reportedWorkers)
-        {
-            foreach (var gone in _reportedWorkers.Values.Where(w => !live.Contains(w.InstanceId)).ToList())
-            {
-                Metrics.RemoveWorker(gone);
-                _reportedWorkers.Remove(gone.InstanceId);
-            }
-            foreach (var instance in instances)
-            {
-                _reportedWorkers[instance.InstanceId] = instance;
-            }
-        }
+        Metrics.RetainWorkers(live);
     }
 
     private static async Task WriteJsonAsync(HttpContext http, int status, Action<Utf8JsonWriter> body)

@@ -94,9 +94,8 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             return Disaggregated(request, cancellationToken);
         }
-        Interlocked.Increment(ref _localPrefills);
         // Validation and admission happen at submission, so overload and bad requests surface before any token.
-        return _engine.SubmitAsync(request, cancellationToken);
+        return Local(request, null, cancellationToken);
     }
 
     public ValueTask<EngineStats> GetStatsAsync(CancellationToken cancellationToken = default)
@@ -207,7 +206,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             Log.Fallback(_logger, request.RequestId, fallbackReason);
         }
         Interlocked.Increment(ref _localPrefills);
-        return _engine.SubmitAsync(request with { RemoteKv = null }, cancellationToken);
+        return _engine.SubmitAsync(request.RemoteKv is null ? request : request with { RemoteKv = null }, cancellationToken);
     }
 
     /// <summary>Decode-first: local or remote prefill (blueprint §1), then the token stream.</summary>

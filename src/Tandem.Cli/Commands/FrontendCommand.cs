@@ -48,15 +48,10 @@ internal static class FrontendCommand
                 {
                     Host = parse.GetValue(host)!,
                     Port = parse.GetValue(port),
-                    ApiKeys = parse.GetValue(apiKey) is { Length: > 0 } keys ? keys.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : [],
+                    ApiKeys = ServerFlags.ApiKeys(parse.GetValue(apiKey)),
                     MaxInflightRequests = parse.GetValue(maxInflight),
                     RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
-                    Strategy = parse.GetValue(strategy) switch
-                    {
-                        "decode-first" => DisaggregationStrategy.DecodeFirst,
-                        "prefill-first" => DisaggregationStrategy.PrefillFirst,
-                        var other => throw new ArgumentException($"--strategy must be decode-first or prefill-first, got '{other}'"),
-                    },
+                    Strategy = ServerFlags.Strategy(parse.GetValue(strategy)),
                 },
             };
             using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);

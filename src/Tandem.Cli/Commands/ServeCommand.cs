@@ -72,18 +72,13 @@ internal static class ServeCommand
                 {
                     Host = parse.GetValue(host)!,
                     Port = parse.GetValue(port),
-                    ApiKeys = parse.GetValue(apiKey) is { Length: > 0 } keys ? keys.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : [],
+                    ApiKeys = ServerFlags.ApiKeys(parse.GetValue(apiKey)),
                     MaxRequestBodyBytes = ServingFlags.ParseBytes(parse.GetValue(maxBody)!),
                     MaxPromptTokens = parse.GetValue(maxPrompt),
                     MaxTotalTokens = parse.GetValue(maxTotal),
                     MaxInflightRequests = parse.GetValue(maxInflight),
                     RequestTimeout = Seconds(parse.GetValue(timeout), "--request-timeout"),
-                    Strategy = parse.GetValue(strategy) switch
-                    {
-                        "decode-first" => DisaggregationStrategy.DecodeFirst,
-                        "prefill-first" => DisaggregationStrategy.PrefillFirst,
-                        var other => throw new ArgumentException($"--strategy must be decode-first or prefill-first, got '{other}'"),
-                    },
+                    Strategy = ServerFlags.Strategy(parse.GetValue(strategy)),
                 },
             };
             options = kvRouting.Apply(parse, options, serving);

@@ -91,18 +91,30 @@ public sealed class FrontendMetrics
         }
     }
 
-    /// <summary>Drops the series of a worker that left.</summary>
-    public void RemoveWorker(WorkerInstance worker)
+    /// <summary>Drops every series of the workers not in <paramref name="live"/> (they left discovery).</summary>
+    public void RetainWorkers(IReadOnlySet<string> live)
     {
-        ArgumentNullException.ThrowIfNull(worker);
-        string[] labels = [worker.InstanceId, worker.Model];
-        foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions, WorkerRemotePrefills, WorkerLocalPrefills })
-        {
-            g.RemoveLabelled(labels);
-        }
+        ArgumentNullException.ThrowIfNull(live);
+        List<(WorkerInstance Worker, EngineStats Stats)> gone;
         lock (_latest)
         {
-            _latest.Remove(worker.InstanceId);
+            gone = [.. _latest.Values.Where(w => !live.Contains(w.Worker.InstanceId))];
+            foreach (var (worker, _) in gone)
+            {
+                _latest.Remove(worker.InstanceId);
+            }
+        }
+        foreach (var (worker, stats) in gone)
+        {
+            string[] labels = [worker.InstanceId, worker.Model];
+            foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions, WorkerRemotePrefills, WorkerLocalPrefills, WorkerPrefixQueried, WorkerPrefixHits })
+            {
+                g.RemoveLabelled(labels);
+            }
+            foreach (var reason in stats.PrefillFallbacks.Keys)
+            {
+                WorkerPrefillFallbacks.RemoveLabelled(worker.InstanceId, worker.Model, reason);
+            }
         }
     }
 
