@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Tandem.Abstractions;
 using Tandem.Engine.Models;
+using Tandem.Engine.Tokenizers;
 using Tandem.Frontend;
 using Tandem.Frontend.Models;
 using Tandem.Routing;
@@ -34,7 +35,7 @@ public sealed class FrontendProcess : IAsyncDisposable
     private static readonly Action<ILogger, string, Exception?> Warn = LoggerMessage.Define<string>(LogLevel.Warning, new EventId(1, "ModelWarning"), "{Message}");
 
     private readonly List<IAsyncDisposable> _owned = [];
-    private LoadedModel? _model;
+    private ModelArtifact? _model;
     private GrpcRequestPlane? _plane;
 
     public FrontendServer Server { get; private set; } = null!;
@@ -52,11 +53,13 @@ public sealed class FrontendProcess : IAsyncDisposable
         var process = new FrontendProcess();
         try
         {
-            var loaded = LoadedModel.Load(options.ModelPath, threads: 1);
-            process._model = loaded;
+            // Only the tokenizer and chat template are needed here: no kernels, no engine.
+            var artifact = ModelFiles.Open(options.ModelPath);
+            process._model = artifact;
+            var tokenizer = TokenizerFactory.For(artifact);
             var catalog = new ModelCatalog();
             var logger = loggerFactory.CreateLogger("Tandem.FrontendProcess");
-            catalog.Add(ModelSource.Describe(loaded, options.ServedModelName ?? loaded.Artifact.Name, message => Warn(logger, message, null)));
+            catalog.Add(ModelSource.Describe(artifact, tokenizer, options.ServedModelName ?? artifact.Name, message => Warn(logger, message, null)));
             if (options.ConfigFile is { } config)
             {
                 process.Discovery = StaticDiscovery.Load(config);

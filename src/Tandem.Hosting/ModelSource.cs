@@ -1,5 +1,6 @@
 using Tandem.ChatTemplates;
 using Tandem.Engine.Models;
+using Tandem.Engine.Tokenizers;
 using Tandem.Frontend.Models;
 
 namespace Tandem.Hosting;
@@ -39,9 +40,17 @@ public static class ModelSource
     public static ServedModel Describe(LoadedModel model, string name, Action<string>? warn = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var defaults = model.Artifact.GenerationDefaults;
+        return Describe(model.Artifact, model.Tokenizer, name, warn);
+    }
+
+    /// <summary>The same from the model's files and tokenizer alone (a frontend computes nothing, so it builds no kernels).</summary>
+    public static ServedModel Describe(ModelArtifact artifact, Tokenizer tokenizer, string name, Action<string>? warn = null)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var defaults = artifact.GenerationDefaults;
         var template = ChatTemplate.Default;
-        if (model.Artifact.ChatTemplate is { Length: > 0 } source)
+        if (artifact.ChatTemplate is { Length: > 0 } source)
         {
             try
             {
@@ -49,14 +58,14 @@ public static class ModelSource
             }
             catch (ChatTemplateException e)
             {
-                warn?.Invoke($"the chat template of {model.Artifact.Path} does not parse ({e.Message}); using the default ChatML template");
+                warn?.Invoke($"the chat template of {artifact.Path} does not parse ({e.Message}); using the default ChatML template");
             }
         }
         return new ServedModel
         {
             Name = name,
-            Tokenizer = model.Tokenizer,
-            ContextLength = model.Config.ContextLength,
+            Tokenizer = tokenizer,
+            ContextLength = artifact.Config.ContextLength,
             ChatTemplate = template,
             EosTokenIds = defaults.EosTokenIds,
             DefaultTemperature = defaults.Temperature,

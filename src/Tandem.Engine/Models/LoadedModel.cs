@@ -28,9 +28,7 @@ public sealed class LoadedModel : IDisposable
         var artifact = ModelFiles.Open(path);
         try
         {
-            var tokenizer = artifact.HfDirectory is { } dir
-                ? TokenizerFactory.FromHuggingFace(dir)
-                : TokenizerFactory.FromGgufMetadata(artifact.Metadata, artifact.Path);
+            var tokenizer = TokenizerFactory.For(artifact);
             if (tokenizer.VocabSize > artifact.Config.VocabSize)
             {
                 throw new ModelFormatException(artifact.Path, $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {artifact.Config.VocabSize} embeddings");

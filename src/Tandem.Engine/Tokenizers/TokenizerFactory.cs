@@ -6,6 +6,13 @@ namespace Tandem.Engine.Tokenizers;
 /// <summary>Builds tokenizers from GGUF metadata or Hugging Face tokenizer.json files.</summary>
 public static class TokenizerFactory
 {
+    /// <summary>The tokenizer of a model: from its Hugging Face directory, else from its GGUF metadata.</summary>
+    public static Tokenizer For(Models.ModelArtifact artifact)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        return artifact.HfDirectory is { } dir ? FromHuggingFace(dir) : FromGgufMetadata(artifact.Metadata, artifact.Path);
+    }
+
     /// <summary>
     /// A tokenizer from GGUF tokenizer.ggml.* metadata: model "llama" (SentencePiece) or "gpt2" (byte-level BPE).
     /// Missing or malformed entries throw <see cref="ModelFormatException"/> naming <paramref name="path"/> and the problem.
