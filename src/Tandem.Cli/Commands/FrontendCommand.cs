@@ -50,7 +50,7 @@ internal static class FrontendCommand
                     Port = parse.GetValue(port),
                     ApiKeys = ServerFlags.ApiKeys(parse.GetValue(apiKey)),
                     MaxInflightRequests = parse.GetValue(maxInflight),
-                    RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)),
+                    RequestTimeout = ServerFlags.Seconds(parse.GetValue(timeout), "--request-timeout"),
                     Strategy = ServerFlags.Strategy(parse.GetValue(strategy)),
                 },
             };

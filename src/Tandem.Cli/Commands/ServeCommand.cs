@@ -63,7 +63,7 @@ internal static class ServeCommand
                 {
                     MaxLocalPrefillLength = parse.GetValue(maxLocalPrefill),
                     MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
-                    RemotePrefillTimeout = Seconds(parse.GetValue(remotePrefillTimeout), "--remote-prefill-timeout"),
+                    RemotePrefillTimeout = ServerFlags.Seconds(parse.GetValue(remotePrefillTimeout), "--remote-prefill-timeout"),
                 },
                 Threads = parse.GetValue(threads),
                 Router = parse.GetValue(router)!,
@@ -77,12 +77,12 @@ internal static class ServeCommand
                     MaxPromptTokens = parse.GetValue(maxPrompt),
                     MaxTotalTokens = parse.GetValue(maxTotal),
                     MaxInflightRequests = parse.GetValue(maxInflight),
-                    RequestTimeout = Seconds(parse.GetValue(timeout), "--request-timeout"),
+                    RequestTimeout = ServerFlags.Seconds(parse.GetValue(timeout), "--request-timeout"),
                     Strategy = ServerFlags.Strategy(parse.GetValue(strategy)),
                 },
             };
             options = kvRouting.Apply(parse, options, serving);
-            var drainTimeout = Seconds(parse.GetValue(drain), "--drain-timeout");
+            var drainTimeout = ServerFlags.Seconds(parse.GetValue(drain), "--drain-timeout");
             using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
             return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();
         }));
@@ -107,7 +107,4 @@ internal static class ServeCommand
         await server.ShutdownAsync(drainTimeout).ConfigureAwait(false);
         return 0;
     }
-
-    private static TimeSpan Seconds(double value, string flag) =>
-        value > 0 && double.IsFinite(value) ? TimeSpan.FromSeconds(value) : throw new ArgumentException($"{flag} must be a positive number of seconds, got {value}");
 }

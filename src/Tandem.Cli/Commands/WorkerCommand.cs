@@ -69,7 +69,7 @@ internal static class WorkerCommand
                     MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
                 },
             };
-            var drainTimeout = TimeSpan.FromSeconds(parse.GetValue(drain));
+            var drainTimeout = ServerFlags.Seconds(parse.GetValue(drain), "--drain-timeout");
             using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
             return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();
         }));
