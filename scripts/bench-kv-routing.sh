@@ -3,15 +3,20 @@
 # Usage: scripts/bench-kv-routing.sh [OUT_DIR]
 # env: WORKERS, REQUESTS, SPEEDUP (engine --speedup-ratio and trace --speedup alike: equal simulated load), RATE
 #      (conversations/s), TRACE_ARGS (extra `trace generate` flags), ROUTERS (space-separated; "kv:W" = kv with
-#      --kv-overlap-score-weight W), PORT
+#      --kv-overlap-score-weight W), PORT, TRACE (replay this Mooncake-format file instead of a generated trace: its
+#      first REQUESTS requests; RATE and TRACE_ARGS then do not apply)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/.artifacts/bench-kv}"
 workers="${WORKERS:-8}"; requests="${REQUESTS:-2000}"; speedup="${SPEEDUP:-4}"; rate="${RATE:-4}"
 routers="${ROUTERS:-round-robin kv}"; port="${PORT:-18500}"
 mkdir -p "$out"
-trace="$out/trace.jsonl"
-"$root/tandem" trace generate --output "$trace" --requests "$requests" --conversation-rate "$rate" --seed 1 ${TRACE_ARGS:-}
+if [ -n "${TRACE:-}" ]; then
+    trace="$TRACE"
+else
+    trace="$out/trace.jsonl"
+    "$root/tandem" trace generate --output "$trace" --requests "$requests" --conversation-rate "$rate" --seed 1 ${TRACE_ARGS:-}
+fi
 for spec in $routers; do
     router="${spec%%:*}"; extra=()
     if [ "$spec" != "$router" ]; then extra=(--kv-overlap-score-weight "${spec#*:}"); fi
@@ -21,7 +26,7 @@ for spec in $routers; do
     pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 0.2; done
     "$root/tandem" bench --url "http://127.0.0.1:$port" --model tandem-mocker --trace "$trace" --trace-block-size 512 \
-        --speedup "$speedup" --endpoint completions --prompt-format token-ids --vocab-size 512 \
+        --speedup "$speedup" --requests "$requests" --endpoint completions --prompt-format token-ids --vocab-size 512 \
         --output "$out/$router_tag.json" > "$out/bench-$router_tag.txt" 2>&1 || true
     curl -s "http://127.0.0.1:$port/metrics" > "$out/metrics-$router_tag.txt"
     kill -TERM "$pid"; wait "$pid" || true  # SIGTERM: background jobs of a script ignore SIGINT

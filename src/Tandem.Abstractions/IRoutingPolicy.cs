@@ -14,6 +14,21 @@ public sealed record RoutingCandidate(WorkerInstance Instance, int ActiveRequest
 
     /// <summary>Requests waiting in the worker's queue, as last reported (0 when unknown).</summary>
     public int Waiting { get; init; }
+
+    /// <summary>
+    /// Prompt blocks the router sent there that the worker has not prefilled yet (uncached blocks of requests still
+    /// waiting for their first token): the router's prediction of the worker's prefill queue.
+    /// </summary>
+    public long PrefillBlocks { get; init; }
+
+    /// <summary>Set by a policy on the candidate it returns: how many leading blocks of the request the worker already caches.</summary>
+    public int CachedBlocks { get; init; }
+
+    /// <summary>
+    /// Set by a policy that hashed the prompt on the candidate it returns: the request's chained block hashes for that
+    /// worker's block size, so the router counts blocks shared by requests in flight once.
+    /// </summary>
+    public IReadOnlyList<ulong>? BlockHashes { get; init; }
 }
 
 /// <summary>Chooses a worker for a request; policies are selected by name (`--router`).</summary>

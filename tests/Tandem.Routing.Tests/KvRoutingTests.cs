@@ -65,10 +65,10 @@ public class KvRoutingTests
         Store(index, "a", prompt);
         var router = new WorkerRouter(new StaticDiscovery(W("a"), W("b")), RoutingPolicies.Create("kv", 1, index));
         // Load "a" with 10 blocks of other work: cost(a) = 0 + 10 > cost(b) = 4 + 0.
-        var busy = Enumerable.Range(0, 10).Select(_ => router.Route(new RoutingRequest("x", "m", Prompt(1, 99)))!).ToList();
+        var busy = Enumerable.Range(0, 10).Select(i => router.Route(new RoutingRequest("x", "m", Prompt(1, 99 + i)))!).ToList();
         Assert.True(router.ActiveBlocks("a") >= 4);
-        var costA = KvRoutingPolicy.Cost(1, 4, 4, router.ActiveBlocks("a"));
-        var costB = KvRoutingPolicy.Cost(1, 4, 0, router.ActiveBlocks("b"));
+        var costA = KvRoutingPolicy.Cost(1, 4, 4, router.ActiveBlocks("a"), router.PrefillBlocks("a"));
+        var costB = KvRoutingPolicy.Cost(1, 4, 0, router.ActiveBlocks("b"), router.PrefillBlocks("b"));
         using var r = router.Route(new RoutingRequest("r", "m", prompt))!;
         Assert.Equal(costA < costB ? "a" : "b", r.Instance.InstanceId);
         busy.ForEach(b => b.Dispose());
@@ -79,6 +79,73 @@ public class KvRoutingTests
     {
         Assert.Equal(2 * (10 - 4) + 3, KvRoutingPolicy.Cost(2, 10, 4, 3));
         Assert.Equal(3, KvRoutingPolicy.Cost(0, 10, 0, 3));
+    }
+
+    [Fact]
+    public void Cost_CountsThePendingPrefillQueueAtTheOverlapWeight()
+    {
+        Assert.Equal(2 * ((10 - 4) + 5) + 3, KvRoutingPolicy.Cost(2, 10, 4, 3, 5));
+    }
+
+    [Fact]
+    public void Router_TracksPendingPrefillUntilTheFirstToken()
+    {
+        var index = new KvIndexer();
+        var prompt = Prompt(6);
+        Store(index, "a", prompt[..(2 * Bs)]);
+        var router = new WorkerRouter(new StaticDiscovery(W("a")), RoutingPolicies.Create("kv", 1, index));
+        var r = router.Route(new RoutingRequest("r", "m", prompt))!;
+        Assert.Equal(4, router.PrefillBlocks("a")); // 6 blocks, 2 cached
+        Assert.Equal(6, router.ActiveBlocks("a"));
+        r.PrefillCompleted();
+        r.PrefillCompleted(); // idempotent
+        Assert.Equal(0, router.PrefillBlocks("a"));
+        Assert.Equal(6, router.ActiveBlocks("a"));
+        r.Dispose();
+        r.Dispose();
+        Assert.Equal((0L, 0L, 0), (router.ActiveBlocks("a"), router.PrefillBlocks("a"), router.ActiveRequests("a")));
+    }
+
+    [Fact]
+    public void Router_DisposeBeforeTheFirstTokenClearsThePendingPrefill()
+    {
+        var router = new WorkerRouter(new StaticDiscovery(W("a")), RoutingPolicies.Create("round-robin"));
+        var r = router.Route(new RoutingRequest("r", "m", Prompt(3)))!;
+        Assert.Equal((3L, 3L), (router.ActiveBlocks("a"), router.PrefillBlocks("a")));
+        r.Dispose();
+        r.PrefillCompleted();
+        Assert.Equal((0L, 0L), (router.ActiveBlocks("a"), router.PrefillBlocks("a")));
+    }
+
+    [Fact]
+    public void Router_CountsBlocksSharedByRequestsInFlightOnce()
+    {
+        var router = new WorkerRouter(new StaticDiscovery(W("a")), RoutingPolicies.Create("kv", 1));
+        var shared = Prompt(4);
+        var first = router.Route(new RoutingRequest("r1", "m", shared))!;
+        // Same 4-block prefix plus 2 blocks of its own and a partial block (which has no hash and counts alone).
+        var second = router.Route(new RoutingRequest("r2", "m", [.. shared, .. Prompt(2, 7), 1, 2]))!;
+        Assert.Equal(4 + 2 + 1, router.ActiveBlocks("a"));
+        first.Dispose();
+        Assert.Equal(4 + 2 + 1, router.ActiveBlocks("a"));
+        second.Dispose();
+        Assert.Equal(0, router.ActiveBlocks("a"));
+    }
+
+    [Fact]
+    public void Kv_AvoidsAWorkerWhosePrefillQueueOutweighsTheOverlap()
+    {
+        var index = new KvIndexer();
+        var prompt = Prompt(4);
+        Store(index, "a", prompt);
+        var policy = RoutingPolicies.Create("kv", 1, index);
+        var request = new RoutingRequest("r", "m", prompt);
+        var idle = policy.Choose(request, [new RoutingCandidate(W("a"), 0, 0), new RoutingCandidate(W("b"), 0, 0)]);
+        Assert.Equal(("a", 4), (idle.Instance.InstanceId, idle.CachedBlocks));
+        Assert.Equal(BlockHashing.SequenceHashes(prompt, Bs), idle.BlockHashes);
+        // "a" holds the whole prompt but has 10 blocks of other prompts to prefill first: cost 10 against 4 on "b".
+        var queued = policy.Choose(request, [new RoutingCandidate(W("a"), 3, 0) { PrefillBlocks = 10 }, new RoutingCandidate(W("b"), 0, 0)]);
+        Assert.Equal(("b", 0), (queued.Instance.InstanceId, queued.CachedBlocks));
     }
 
     [Fact]

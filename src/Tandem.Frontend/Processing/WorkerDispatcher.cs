@@ -50,6 +50,7 @@ internal sealed class WorkerDispatcher(WorkerRouter router, IRequestPlane plane,
         {
             // The request ended with its first token (one token asked for, or a stop token): no decode leg.
             var routed = router.Route(routing) ?? throw OpenAiException.Unavailable($"no worker serves model '{request.Model.Name}' right now");
+            routed.PrefillCompleted();
             return new ActiveGeneration(routed, Single(done.FirstToken).GetAsyncEnumerator(cancellationToken), null);
         }
         try
@@ -90,6 +91,7 @@ internal sealed class WorkerDispatcher(WorkerRouter router, IRequestPlane plane,
                 tokens = plane.GetClient(routed.Instance).GenerateAsync(generate, cancellationToken).GetAsyncEnumerator(cancellationToken);
                 var hasFirst = await tokens.MoveNextAsync().ConfigureAwait(false);
                 started = true;
+                routed.PrefillCompleted();
                 return new ActiveGeneration(routed, tokens, hasFirst ? tokens.Current : null);
             }
             catch (Exception e) when (e is EngineOverloadedException or EngineUnavailableException)

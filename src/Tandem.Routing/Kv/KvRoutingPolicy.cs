@@ -3,9 +3,9 @@ using Tandem.Abstractions;
 namespace Tandem.Routing.Kv;
 
 /// <summary>
-/// KV-aware routing: for each candidate, cost = weight × (request blocks − blocks the worker already caches for this
-/// prefix) + the worker's active blocks (what the router sent there that is still running). The lowest cost wins (ties
-/// at random); with a temperature above 0 the worker is sampled from a softmax over the negative normalized costs.
+/// KV-aware routing: for each candidate, cost = weight × (blocks to prefill there: the request's blocks the worker does
+/// not cache yet + the blocks of requests the router sent there that are not prefilled yet) + the worker's active blocks
+/// (what the router sent there that is still running). The lowest cost wins (ties at random); with a temperature above 0 the worker is sampled from a softmax over the negative normalized costs.
 /// The overlap comes from the <see cref="KvIndexer"/>, which the workers' KV events keep current.
 /// </summary>
 public sealed class KvRoutingPolicy : IRoutingPolicy
@@ -73,7 +73,7 @@ public sealed class KvRoutingPolicy : IRoutingPolicy
             }
             var requestBlocks = (tokens.Length + size - 1) / size;
             overlaps[i] = entry.Matches.GetValueOrDefault(c.Instance.InstanceId);
-            costs[i] = Cost(Options.OverlapScoreWeight, requestBlocks, overlaps[i], c.ActiveBlocks);
+            costs[i] = Cost(Options.OverlapScoreWeight, requestBlocks, overlaps[i], c.ActiveBlocks, c.PrefillBlocks);
         }
         int chosen;
         lock (_gate)
@@ -83,12 +83,17 @@ public sealed class KvRoutingPolicy : IRoutingPolicy
         var chosenSize = candidates[chosen].Instance.KvBlockSize > 0 ? candidates[chosen].Instance.KvBlockSize : DefaultBlockSize;
         Interlocked.Add(ref _requestBlocks, tokens.Length / chosenSize);
         Interlocked.Add(ref _overlapBlocks, overlaps[chosen]);
-        return candidates[chosen];
+        var hashes = chosenSize == firstSize ? first.Hashes : bySize![chosenSize].Hashes;
+        return candidates[chosen] with { CachedBlocks = overlaps[chosen], BlockHashes = hashes };
     }
 
-    /// <summary>The cost of sending a request of <paramref name="requestBlocks"/> blocks to a worker that caches <paramref name="overlapBlocks"/> of them and has <paramref name="activeBlocks"/> active.</summary>
-    public static double Cost(double overlapWeight, int requestBlocks, int overlapBlocks, long activeBlocks) =>
-        (overlapWeight * Math.Max(0, requestBlocks - overlapBlocks)) + activeBlocks;
+    /// <summary>
+    /// The cost of sending a request of <paramref name="requestBlocks"/> blocks to a worker that caches
+    /// <paramref name="overlapBlocks"/> of them, has <paramref name="activeBlocks"/> active and
+    /// <paramref name="pendingPrefillBlocks"/> still to prefill for earlier requests.
+    /// </summary>
+    public static double Cost(double overlapWeight, int requestBlocks, int overlapBlocks, long activeBlocks, long pendingPrefillBlocks = 0) =>
+        (overlapWeight * (Math.Max(0, requestBlocks - overlapBlocks) + pendingPrefillBlocks)) + activeBlocks;
 
     /// <summary>The index of the lowest cost; equal lowest costs are chosen between uniformly.</summary>
     internal static int ArgMin(ReadOnlySpan<double> costs, Random random)
