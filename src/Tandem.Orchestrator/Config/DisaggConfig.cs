@@ -71,4 +71,4 @@ public sealed record MetadataConfig
 }
 
 /// <summary>A configuration file is invalid; the message names the file, line and column.</summary>
-public sealed class ConfigException(string message) : Exception(message);
+public sealed class ConfigException(string message) : ArgumentException(message);
