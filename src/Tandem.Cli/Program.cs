@@ -17,6 +17,7 @@ internal static class Program
             EngineBenchCommand.Create(),
             ServeCommand.Create(),
             FrontendCommand.Create(),
+            DisaggCommand.Create(),
             WorkerCommand.Create(),
             BenchCommand.Create(),
             TraceCommand.Create(),

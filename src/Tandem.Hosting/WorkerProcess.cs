@@ -34,6 +34,9 @@ public sealed record WorkerProcessOptions
 
     public ServingOptions Serving { get; init; } = new();
     public DisaggregationOptions Disaggregation { get; init; } = new();
+
+    /// <summary>Serve the OpenAI API (TensorRT-LLM's context/generation server protocol) on this worker; null = request plane only.</summary>
+    public WorkerHttpOptions? Http { get; init; }
 }
 
 /// <summary>
@@ -120,6 +123,7 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             process._owned.Add(rpc);
             process.RpcUrl = rpc.Url.ToString().TrimEnd('/');
             worker.Start();
+            await process.StartHttpAsync(options, loaded, name, loggerFactory, cancellationToken).ConfigureAwait(false);
             if (options.Discovery is { } endpoints)
             {
                 var registered = worker.Instance with { Endpoints = new Dictionary<string, string>(worker.Instance.Endpoints) { ["rpc"] = process.RpcUrl } };
@@ -145,6 +149,7 @@ public sealed partial class WorkerProcess : IAsyncDisposable
     /// <summary>Graceful stop: leave discovery, refuse new requests, let requests in flight finish up to the deadline.</summary>
     public async Task DrainAsync(TimeSpan deadline)
     {
+        await DrainHttpAsync(deadline).ConfigureAwait(false);
         Worker.Draining = true;
         if (_registration is { } registration)
         {

@@ -27,10 +27,14 @@ internal static class WorkerCommand
         var drain = CliOptions.Create("--drain-timeout", "Seconds to let requests in flight finish on SIGTERM", 30.0);
         var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
         var logFormat = CliOptions.Create("--log-format", "text or json", "text");
+        var httpPort = CliOptions.Optional<int>("--http-port", "Serve the OpenAI API on this port too (TensorRT-LLM context/generation server protocol)");
+        var serverRole = CliOptions.Create<string?>("--server-role", "TensorRT-LLM server role for --http-port: CONTEXT or GENERATION", null);
+        var metadataFile = CliOptions.Create<string?>("--metadata-server-config-file", "TensorRT-LLM metadata_config.yml: list this server in etcd (needs --http-port and --server-role)", null);
         var serving = new ServingFlags();
         var command = new Command("worker", "Run one worker process (prefill, decode or both) that a `tandem frontend` sends requests to")
         {
             model, servedName, role, isPrefill, id, host, rpcPort, kvPort, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, drain, logLevel, logFormat,
+            httpPort, serverRole, metadataFile,
         };
         foreach (var option in serving.Options)
         {
@@ -68,6 +72,7 @@ internal static class WorkerCommand
                     MaxLocalPrefillLength = parse.GetValue(maxLocalPrefill),
                     MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
                 },
+                Http = WorkerHttp(parse.GetValue(httpPort), parse.GetValue(serverRole), parse.GetValue(metadataFile)),
             };
             var drainTimeout = ServerFlags.Seconds(parse.GetValue(drain), "--drain-timeout");
             using var loggerFactory = Logging.Create(parse.GetValue(logLevel)!, parse.GetValue(logFormat)!);
@@ -76,12 +81,38 @@ internal static class WorkerCommand
         return command;
     }
 
+    /// <summary>The TensorRT-LLM server flags: --http-port, --server-role, --metadata-server-config-file.</summary>
+    private static WorkerHttpOptions? WorkerHttp(int? port, string? role, string? metadata)
+    {
+        var serverRole = role switch
+        {
+            null or "" => (ServerRole?)null,
+            _ when role.Equals("CONTEXT", StringComparison.OrdinalIgnoreCase) => ServerRole.Context,
+            _ when role.Equals("GENERATION", StringComparison.OrdinalIgnoreCase) => ServerRole.Generation,
+            _ => throw new ArgumentException($"--server-role must be CONTEXT or GENERATION, got '{role}'"),
+        };
+        if (port is null)
+        {
+            return serverRole is null && string.IsNullOrEmpty(metadata) ? null : throw new ArgumentException("--server-role and --metadata-server-config-file need --http-port");
+        }
+        if (port is < 0 or > 65535)
+        {
+            throw new ArgumentException($"--http-port must be in 0..65535, got {port}");
+        }
+        if (!string.IsNullOrEmpty(metadata) && serverRole is null)
+        {
+            throw new ArgumentException("--metadata-server-config-file needs --server-role CONTEXT or GENERATION");
+        }
+        return new WorkerHttpOptions { Port = port.Value, ServerRole = serverRole, MetadataConfigFile = string.IsNullOrEmpty(metadata) ? null : metadata };
+    }
+
     private static async Task<int> RunAsync(WorkerProcessOptions options, TimeSpan drainTimeout, ILoggerFactory loggerFactory)
     {
         using var stop = new ShutdownSignal();
         await using var worker = await WorkerProcess.StartAsync(options, loggerFactory, stop.Token).ConfigureAwait(false);
         // One line scripts can read: where this worker is reachable.
-        Console.Out.WriteLine($"tandem-worker id={worker.Instance.InstanceId} role={worker.Instance.Role.ToString().ToLowerInvariant()} rpc={worker.RpcUrl} kv={worker.KvAddress}");
+        Console.Out.WriteLine($"tandem-worker id={worker.Instance.InstanceId} role={worker.Instance.Role.ToString().ToLowerInvariant()} rpc={worker.RpcUrl} kv={worker.KvAddress}"
+            + (worker.HttpUrl is { } http ? $" http={http.ToString().TrimEnd('/')}" : ""));
         Console.Out.Flush();
         await stop.WaitAsync().ConfigureAwait(false);
         Console.Error.WriteLine($"tandem: worker draining (up to {drainTimeout.TotalSeconds:0} s)");

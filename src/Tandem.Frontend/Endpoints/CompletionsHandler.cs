@@ -68,7 +68,9 @@ internal sealed partial class CompletionsHandler(
             }
             try
             {
-                status = await ServeAsync(http, prepared, arrival).ConfigureAwait(false);
+                status = prepared.Parsed.Disaggregated is { Type: DisaggregatedRequestType.ContextOnly }
+                    ? await ServeContextOnlyAsync(http, prepared).ConfigureAwait(false)
+                    : await ServeAsync(http, prepared, arrival).ConfigureAwait(false);
             }
             finally
             {

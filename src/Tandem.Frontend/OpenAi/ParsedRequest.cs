@@ -63,4 +63,7 @@ internal sealed record ParsedRequest
 
     /// <summary>Isolates the request's prefix-cache entries (vLLM's <c>cache_salt</c>).</summary>
     public string? CacheSalt { get; init; }
+
+    /// <summary>TensorRT-LLM's context/generation handoff (<c>disaggregated_params</c>); null for ordinary requests.</summary>
+    public DisaggregatedParams? Disaggregated { get; init; }
 }

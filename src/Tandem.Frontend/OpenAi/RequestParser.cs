@@ -91,6 +91,7 @@ internal static class RequestParser
             IncludeUsage = includeUsage,
             User = f.String("user"),
             CacheSalt = f.String("cache_salt"),
+            Disaggregated = DisaggregatedParams.Read(f),
         };
         return endpoint == ApiEndpoint.Completions ? Completions(f, request) : Chat(f, request);
     }

@@ -9,11 +9,15 @@ namespace Tandem.Frontend.Processing;
 /// overloaded or unreachable before producing anything is skipped and the next one tried (up to
 /// <see cref="FrontendOptions.MaxRouteAttempts"/>); once a token has been produced the request stays where it is.
 /// </summary>
-internal sealed class WorkerDispatcher(WorkerRouter router, IRequestPlane plane, FrontendOptions options)
+internal sealed partial class WorkerDispatcher(WorkerRouter router, IRequestPlane plane, FrontendOptions options)
 {
     public async Task<ActiveGeneration> StartAsync(PreparedRequest request, CancellationToken cancellationToken)
     {
         var routing = new RoutingRequest(request.Generate.RequestId, request.Model.Name, request.Generate.PromptTokens, request.Generate.CacheSalt);
+        if (request.Parsed.Disaggregated is { Type: DisaggregatedRequestType.GenerationOnly } handoff)
+        {
+            return await GenerationOnlyAsync(request, routing, handoff, cancellationToken).ConfigureAwait(false);
+        }
         if (options.Strategy == DisaggregationStrategy.PrefillFirst && router.RoutePrefill(routing) is { } prefill)
         {
             return await PrefillFirstAsync(request, routing, prefill, cancellationToken).ConfigureAwait(false);
