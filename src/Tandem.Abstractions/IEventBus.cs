@@ -21,7 +21,16 @@ public interface IEventBus
     /// <paramref name="timeout"/> and <see cref="NoRespondersException"/> when no subscription matches the subject.
     /// </summary>
     Task<BusMessage> RequestAsync(string subject, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// False while the bus cannot reach its server (a NATS outage): publishes are then buffered or dropped by their
+    /// callers, and requests fail at once with <see cref="BusUnavailableException"/>. Always true in memory.
+    /// </summary>
+    bool IsConnected => true;
 }
+
+/// <summary>The bus has no connection to its server (now, or it was lost while waiting for a reply).</summary>
+public class BusUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>A request found no subscriber (e.g. no prefill worker is listening).</summary>
 public class NoRespondersException(string subject) : Exception($"no subscriber for '{subject}'")

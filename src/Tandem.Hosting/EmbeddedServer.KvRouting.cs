@@ -89,6 +89,7 @@ public sealed partial class EmbeddedServer
         }
         _subscriber = new KvEventSubscriber(_bus, index, _discovery, Frontend.Router);
         await _subscriber.StartAsync().ConfigureAwait(false);
+        KvRouterMetrics.Register(Frontend.Metrics.Registry, _subscriber, _bus);
         foreach (var w in _workers)
         {
             var publisher = new KvEventPublisher(w.Engine, w.Instance.InstanceId, _bus);

@@ -4,7 +4,9 @@ using Tandem.Engine.Models;
 using Tandem.Engine.Tokenizers;
 using Tandem.Frontend;
 using Tandem.Frontend.Models;
+using Tandem.Nats;
 using Tandem.Routing;
+using Tandem.Routing.Kv;
 using Tandem.Runtime;
 using Tandem.Runtime.Etcd;
 using Tandem.Runtime.Grpc;
@@ -27,6 +29,15 @@ public sealed record FrontendProcessOptions
     public string Namespace { get; init; } = "default";
     public string Router { get; init; } = RoutingPolicies.RoundRobin;
     public FrontendOptions Frontend { get; init; } = new();
+
+    /// <summary><c>nats://host:port</c>: the event plane the workers publish KV events and load on (needed by <c>--router kv</c>).</summary>
+    public string? Nats { get; init; }
+
+    /// <summary>Settings of the `kv` router.</summary>
+    public KvRoutingOptions KvRouting { get; init; } = new();
+
+    /// <summary>Blocks the KV index keeps per worker (0 = unbounded).</summary>
+    public int KvIndexMaxBlocksPerWorker { get; init; }
 }
 
 /// <summary>`tandem frontend`: the OpenAI API in front of worker processes found through etcd or a static topology.</summary>
@@ -42,6 +53,9 @@ public sealed class FrontendProcess : IAsyncDisposable
 
     public IDiscovery Discovery { get; private set; } = null!;
 
+    /// <summary>Keeps the `kv` router's index fed from the workers' KV events on NATS (null for other routers).</summary>
+    public KvEventSubscriber? KvEvents { get; private set; }
+
     public static async Task<FrontendProcess> StartAsync(FrontendProcessOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -50,6 +64,12 @@ public sealed class FrontendProcess : IAsyncDisposable
         {
             throw new ArgumentException("give exactly one of --discovery etcd://host:port and --config cluster.yaml");
         }
+        var kvRouter = options.Router == RoutingPolicies.Kv;
+        if (kvRouter && options.Nats is null)
+        {
+            throw new ArgumentException("--router kv needs --nats nats://host:port: the workers' KV events reach the router over NATS");
+        }
+        options.KvRouting.Validate();
         var process = new FrontendProcess();
         try
         {
@@ -72,7 +92,21 @@ public sealed class FrontendProcess : IAsyncDisposable
             }
             var plane = new GrpcRequestPlane(loggerFactory: loggerFactory);
             process._plane = plane;
-            process.Server = new FrontendServer(options.Frontend, catalog, process.Discovery, plane, RoutingPolicies.Create(options.Router), loggerFactory);
+            var index = kvRouter ? new KvIndexer(options.KvIndexMaxBlocksPerWorker) : null;
+            process.Server = new FrontendServer(options.Frontend, catalog, process.Discovery, plane, RoutingPolicies.Create(options.Router, options.KvRouting.Seed, index, options.KvRouting), loggerFactory);
+            if (options.Nats is { } nats)
+            {
+                var bus = await NatsEventBus.ConnectAsync(new NatsOptions { Url = nats, Name = "tandem-frontend" }, cancellationToken).ConfigureAwait(false);
+                process._owned.Add(bus);
+                if (index is not null)
+                {
+                    var subscriber = new KvEventSubscriber(bus, index, process.Discovery, process.Server.Router, options.Namespace);
+                    process._owned.Add(subscriber);
+                    await subscriber.StartAsync().ConfigureAwait(false);
+                    process.KvEvents = subscriber;
+                    KvRouterMetrics.Register(process.Server.Metrics.Registry, subscriber, bus);
+                }
+            }
             await process.Server.StartAsync(cancellationToken).ConfigureAwait(false);
             return process;
         }

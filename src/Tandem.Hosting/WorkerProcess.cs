@@ -49,6 +49,7 @@ public sealed partial class WorkerProcess : IAsyncDisposable
     private readonly ILogger _logger;
     private LoadedModel? _model;
     private EtcdRegistration? _registration;
+    private WorkerRpcHost? _rpc;
 
     private WorkerProcess(ILogger logger)
     {
@@ -121,9 +122,11 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             process.Worker = worker;
             var rpc = await WorkerRpcHost.StartAsync(worker, new WorkerRpcHostOptions { Host = options.Host, Port = options.RpcPort }, process.DrainForRpcAsync, loggerFactory, cancellationToken).ConfigureAwait(false);
             process._owned.Add(rpc);
+            process._rpc = rpc;
             process.RpcUrl = rpc.Url.ToString().TrimEnd('/');
             worker.Start();
             await process.StartHttpAsync(options, loaded, name, loggerFactory, cancellationToken).ConfigureAwait(false);
+            await process.StartKvEventsAsync(options, bus, loggerFactory).ConfigureAwait(false);
             if (options.Discovery is { } endpoints)
             {
                 var registered = worker.Instance with { Endpoints = new Dictionary<string, string>(worker.Instance.Endpoints) { ["rpc"] = process.RpcUrl } };
@@ -139,33 +142,8 @@ public sealed partial class WorkerProcess : IAsyncDisposable
         }
     }
 
-    private async Task<bool> DrainForRpcAsync(TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        await DrainAsync(timeout).ConfigureAwait(false);
-        var stats = await Worker.GetStatsAsync(cancellationToken).ConfigureAwait(false);
-        return stats.Running == 0 && stats.Waiting == 0;
-    }
-
-    /// <summary>Graceful stop: leave discovery, refuse new requests, let requests in flight finish up to the deadline.</summary>
-    public async Task DrainAsync(TimeSpan deadline)
-    {
-        await DrainHttpAsync(deadline).ConfigureAwait(false);
-        Worker.Draining = true;
-        if (_registration is { } registration)
-        {
-            await registration.DeregisterAsync().ConfigureAwait(false);
-        }
-        var until = DateTime.UtcNow + deadline;
-        while (DateTime.UtcNow < until)
-        {
-            var stats = await Worker.GetStatsAsync().ConfigureAwait(false);
-            if (stats.Running == 0 && stats.Waiting == 0)
-            {
-                break;
-            }
-            await Task.Delay(50).ConfigureAwait(false);
-        }
-    }
+    private async Task<bool> DrainForRpcAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        await DrainAsync(timeout, cancellationToken).ConfigureAwait(false);
 
     public async ValueTask DisposeAsync()
     {

@@ -36,10 +36,53 @@ public sealed class NatsEventBus(NatsConnection connection, bool ownsConnection 
         }
     }
 
+    /// <summary>True while the connection is up (false while it reconnects or after it closed).</summary>
+    public bool IsConnected => Connection.State == NatsConnectionState.Connected;
+
+    /// <summary>
+    /// Sends a request and waits for the first reply. Fails at once with <see cref="BusUnavailableException"/> when
+    /// the connection is down, and as soon as it is lost while waiting (the reply could never arrive), instead of
+    /// waiting for <paramref name="timeout"/>.
+    /// </summary>
     public async Task<BusMessage> RequestAsync(string subject, ReadOnlyMemory<byte> payload, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var reply = await Connection.RequestAsync(subject, payload, timeout, null, cancellationToken).ConfigureAwait(false);
-        return new BusMessage(reply.Subject, reply.Payload, reply.ReplyTo);
+        using var lost = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        void OnStateChanged(object? sender, NatsConnectionStateChangedEventArgs e)
+        {
+            if (e.State != NatsConnectionState.Connected)
+            {
+                try
+                {
+                    lost.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The request already ended.
+                }
+            }
+        }
+        Connection.StateChanged += OnStateChanged;
+        try
+        {
+            if (!IsConnected)
+            {
+                throw new BusUnavailableException($"the NATS connection is {Connection.State.ToString().ToLowerInvariant()}; '{subject}' not requested");
+            }
+            var reply = await Connection.RequestAsync(subject, payload, timeout, null, lost.Token).ConfigureAwait(false);
+            return new BusMessage(reply.Subject, reply.Payload, reply.ReplyTo);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new BusUnavailableException($"the NATS connection was lost while waiting for a reply on '{subject}'");
+        }
+        catch (NatsConnectionException e)
+        {
+            throw new BusUnavailableException($"the NATS connection is unavailable: {e.Message}", e);
+        }
+        finally
+        {
+            Connection.StateChanged -= OnStateChanged;
+        }
     }
 
     public ValueTask DisposeAsync() => ownsConnection ? Connection.DisposeAsync() : ValueTask.CompletedTask;

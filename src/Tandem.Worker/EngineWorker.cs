@@ -25,7 +25,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Dictionary<string, long> _fallbacks = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopQueue = new();
     private Task _prefillQueue = Task.CompletedTask;
+    private int _servingRemotePrefills;
     private long _remotePrefills;
     private long _localPrefills;
     private int _outstandingRemote;
@@ -78,7 +80,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     {
         if (Instance.Role == WorkerRole.Prefill && _services is not null)
         {
-            _prefillQueue = Task.Run(() => ServePrefillQueueAsync(_stopping.Token));
+            _prefillQueue = Task.Run(() => ServePrefillQueueAsync(_stopQueue.Token, _stopping.Token));
         }
     }
 
@@ -144,6 +146,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             return;
         }
+        await _stopQueue.CancelAsync().ConfigureAwait(false);
         await _stopping.CancelAsync().ConfigureAwait(false);
         try
         {
@@ -162,12 +165,14 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             return;
         }
+        _stopQueue.Cancel();
         _stopping.Cancel();
         if (_ownsEngine)
         {
             _engine.Dispose();
         }
         _stopping.Dispose();
+        _stopQueue.Dispose();
     }
 
     private void ThrowIfDraining()
@@ -222,6 +227,11 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             return Local(request, null, cancellationToken);
         }
+        if (!services.Bus.IsConnected)
+        {
+            // The prefill queue is unreachable (NATS down or reconnecting): do not wait for it.
+            return Local(request, "bus_unavailable", cancellationToken);
+        }
         var lease = _engine.TryReserveKv(request.PromptTokens, request.CacheSalt, options.RemotePrefillTimeout + TimeSpan.FromSeconds(5));
         if (lease is null)
         {
@@ -272,6 +282,10 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         catch (NoRespondersException)
         {
             failure = "no_prefill_worker";
+        }
+        catch (BusUnavailableException)
+        {
+            failure = "bus_unavailable";
         }
         catch (TimeoutException)
         {
@@ -343,13 +357,51 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     }
 
     /// <summary>Prefill worker: take remote prefills from the queue (any free prefill worker takes the next one).</summary>
-    private async Task ServePrefillQueueAsync(CancellationToken cancellationToken)
+    private async Task ServePrefillQueueAsync(CancellationToken queueToken, CancellationToken cancellationToken)
     {
         var services = _services!;
         var subject = services.Options.PrefillSubject(Instance.Model);
-        await foreach (var message in services.Bus.SubscribeAsync(subject, "prefill", cancellationToken).ConfigureAwait(false))
+        try
         {
-            _ = Task.Run(() => HandleRemotePrefillAsync(message, cancellationToken), cancellationToken);
+            await foreach (var message in services.Bus.SubscribeAsync(subject, "prefill", queueToken).ConfigureAwait(false))
+            {
+                Interlocked.Increment(ref _servingRemotePrefills);
+                _ = Task.Run(async () =>
+                {
+                    try
+                    {
+                        await HandleRemotePrefillAsync(message, cancellationToken).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        Interlocked.Decrement(ref _servingRemotePrefills);
+                    }
+                }, CancellationToken.None);
+            }
+        }
+        catch (OperationCanceledException) when (queueToken.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            // Draining: the queue goes to the other prefill workers; prefills in flight finish.
+        }
+    }
+
+    /// <summary>Remote prefills taken from the queue and not answered yet (computing or pushing KV).</summary>
+    public int ServingRemotePrefills => Volatile.Read(ref _servingRemotePrefills);
+
+    /// <summary>
+    /// Graceful stop: refuse new requests (<see cref="Draining"/>) and leave the prefill queue, so the other prefill
+    /// workers take it; requests and prefills in flight go on.
+    /// </summary>
+    public void StopAccepting()
+    {
+        Draining = true;
+        try
+        {
+            _stopQueue.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already disposed.
         }
     }
 
@@ -381,8 +433,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
     private async Task<RemotePrefillReply> RunRemotePrefillAsync(RemotePrefillRequest request, CancellationToken cancellationToken)
     {
-        ThrowIfDraining(); // the decode worker prefills locally instead
-
+        // Not refused while draining: a prefill taken from the queue before the worker left it is finished.
         if (request.ModelFingerprint != Instance.ModelFingerprint)
         {
             throw new KvTransferException($"model fingerprint {request.ModelFingerprint} of the decode worker differs from this prefill worker's {Instance.ModelFingerprint}");

@@ -87,6 +87,7 @@ public sealed partial class Cluster : IAsyncDisposable
         var process = Start("dotnet", args);
         var line = await ReadLineMatchingAsync(process, "tandem-worker ", TimeSpan.FromSeconds(60));
         Assert.Contains($"id={id}", line, StringComparison.Ordinal);
+        PumpOutput(process);
         return process;
     }
 
@@ -95,6 +96,7 @@ public sealed partial class Cluster : IAsyncDisposable
     {
         var port = FreePort();
         var process = Start("dotnet", $"\"{TandemDll}\" frontend --model \"{TestModels.Stories260K}\" --http-port {port} --discovery {Etcd} {string.Join(' ', extra)}");
+        PumpOutput(process);
         var url = new Uri($"http://127.0.0.1:{port}/");
         await WaitHealthyAsync(url, TimeSpan.FromSeconds(60));
         return (process, url);

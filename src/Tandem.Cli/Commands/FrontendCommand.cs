@@ -25,10 +25,16 @@ internal static class FrontendCommand
         var maxInflight = CliOptions.Create("--max-inflight-requests", "Requests served at once; more get 429 with Retry-After", 512);
         var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
         var logFormat = CliOptions.Create("--log-format", "text or json", "text");
+        var nats = CliOptions.Create<string?>("--nats", "NATS server the workers publish KV events on (needed by --router kv), e.g. nats://127.0.0.1:4222", null);
+        var kvFlags = new KvRoutingFlags();
         var command = new Command("frontend", "Run the OpenAI-compatible frontend in front of `tandem worker` processes")
         {
-            model, servedName, host, port, discovery, config, ns, router, strategy, apiKey, timeout, maxInflight, logLevel, logFormat,
+            model, servedName, host, port, discovery, config, ns, router, strategy, apiKey, timeout, maxInflight, logLevel, logFormat, nats,
         };
+        foreach (var option in kvFlags.RouterOptions)
+        {
+            command.Options.Add(option);
+        }
         command.SetAction(parse => CommandRunner.Run(() =>
         {
             var path = parse.GetValue(model);
@@ -36,8 +42,12 @@ internal static class FrontendCommand
             {
                 throw new ArgumentException("--model is required: the frontend tokenizes with the model's tokenizer");
             }
+            var (kvRouting, indexCap) = kvFlags.ReadRouter(parse);
             var options = new FrontendProcessOptions
             {
+                Nats = parse.GetValue(nats) is { Length: > 0 } s ? s : null,
+                KvRouting = kvRouting,
+                KvIndexMaxBlocksPerWorker = indexCap,
                 ModelPath = path,
                 ServedModelName = parse.GetValue(servedName) is { Length: > 0 } n ? n : null,
                 Discovery = parse.GetValue(discovery) is { Length: > 0 } d ? d : null,

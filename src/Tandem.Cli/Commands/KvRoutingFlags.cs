@@ -15,10 +15,13 @@ internal sealed class KvRoutingFlags
     private readonly Option<int?> _seed = CliOptions.Optional<int>("--router-seed", "Seed for router tie-breaking and sampling (default: random)");
     private readonly Option<int> _indexCap = CliOptions.Create("--kv-index-max-blocks", "kv router: blocks indexed per worker at most (0 = unbounded)", 0);
 
-    public IEnumerable<Option> Options => [_engine, _profile, _speedup, _overlapWeight, _temperature, _seed, _indexCap];
+    public IEnumerable<Option> Options => [_engine, _profile, _speedup, .. RouterOptions];
 
-    /// <summary>Adds the mocker and kv-router settings to <paramref name="options"/>; <paramref name="serving"/> flags given explicitly override the mocker profile's limits.</summary>
-    public EmbeddedServerOptions Apply(ParseResult parse, EmbeddedServerOptions options, ServingFlags serving)
+    /// <summary>The `kv` router's flags alone (`tandem frontend` has no engine).</summary>
+    public IEnumerable<Option> RouterOptions => [_overlapWeight, _temperature, _seed, _indexCap];
+
+    /// <summary>The `kv` router's settings, validated, and the per-worker index cap.</summary>
+    public (KvRoutingOptions Options, int IndexMaxBlocksPerWorker) ReadRouter(ParseResult parse)
     {
         var kv = new KvRoutingOptions
         {
@@ -27,6 +30,13 @@ internal sealed class KvRoutingFlags
             Seed = parse.GetValue(_seed),
         };
         kv.Validate();
+        return (kv, parse.GetValue(_indexCap));
+    }
+
+    /// <summary>Adds the mocker and kv-router settings to <paramref name="options"/>; <paramref name="serving"/> flags given explicitly override the mocker profile's limits.</summary>
+    public EmbeddedServerOptions Apply(ParseResult parse, EmbeddedServerOptions options, ServingFlags serving)
+    {
+        var (kv, indexCap) = ReadRouter(parse);
         var engine = parse.GetValue(_engine)!;
         var result = options with
         {
@@ -34,7 +44,7 @@ internal sealed class KvRoutingFlags
             MockerProfile = parse.GetValue(_profile) is { Length: > 0 } p ? p : null,
             SpeedupRatio = parse.GetValue(_speedup) is var s && s > 0 && double.IsFinite(s) ? s : throw new ArgumentException($"--speedup-ratio must be a positive number, got {s}"),
             KvRouting = kv,
-            KvIndexMaxBlocksPerWorker = parse.GetValue(_indexCap),
+            KvIndexMaxBlocksPerWorker = indexCap,
         };
         if (engine == EngineKinds.Mocker)
         {

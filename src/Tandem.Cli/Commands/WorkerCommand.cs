@@ -116,7 +116,9 @@ internal static class WorkerCommand
         Console.Out.Flush();
         await stop.WaitAsync().ConfigureAwait(false);
         Console.Error.WriteLine($"tandem: worker draining (up to {drainTimeout.TotalSeconds:0} s)");
-        await worker.DrainAsync(drainTimeout).ConfigureAwait(false);
-        return 0;
+        var drained = await worker.DrainAsync(drainTimeout).ConfigureAwait(false);
+        // Exit 3 tells a supervisor that requests were still running when the deadline passed (they are cut off now).
+        Console.Error.WriteLine(drained ? "tandem: worker drained" : "tandem: worker drain deadline missed; stopping with requests in flight");
+        return drained ? 0 : 3;
     }
 }

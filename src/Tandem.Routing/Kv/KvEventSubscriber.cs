@@ -35,6 +35,8 @@ public sealed class KvEventSubscriber : IAsyncDisposable
     private long _gaps;
     private long _resyncs;
     private long _malformed;
+    private long _received;
+    private long _dropped;
 
     public KvEventSubscriber(IEventBus bus, KvIndexer indexer, IDiscovery discovery, WorkerRouter? router = null, string ns = EventSubjects.DefaultNamespace, IKvSnapshotSource? snapshots = null)
     {
@@ -51,6 +53,12 @@ public sealed class KvEventSubscriber : IAsyncDisposable
     /// <summary>Events applied, gaps seen, snapshots applied, payloads that did not decode.</summary>
     public (long Applied, long Gaps, long Resyncs, long Malformed) Counters =>
         (Interlocked.Read(ref _applied), Interlocked.Read(ref _gaps), Interlocked.Read(ref _resyncs), Interlocked.Read(ref _malformed));
+
+    /// <summary>KV events decoded from the bus (applied, stale or refused).</summary>
+    public long Received => Interlocked.Read(ref _received);
+
+    /// <summary>KV events refused because their worker was out of sync (a gap and no snapshot yet).</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
 
     /// <summary>Least time between two snapshot requests to the same worker.</summary>
     public TimeSpan ResyncBackoff { get; init; } = TimeSpan.FromSeconds(1);
@@ -81,14 +89,17 @@ public sealed class KvEventSubscriber : IAsyncDisposable
             Interlocked.Increment(ref _malformed);
             return;
         }
-        foreach (var e in events)
+        Interlocked.Add(ref _received, events.Count);
+        for (var i = 0; i < events.Count; i++)
         {
+            var e = events[i];
             var result = Indexer.Apply(worker, e);
             if (result == KvApplyResult.Gap)
             {
                 Interlocked.Increment(ref _gaps);
                 if (!await TryResyncAsync(worker, cancellationToken).ConfigureAwait(false))
                 {
+                    Interlocked.Add(ref _dropped, events.Count - i);
                     return; // still out of sync: later events are refused until a snapshot succeeds
                 }
                 result = Indexer.Apply(worker, e);
@@ -116,7 +127,7 @@ public sealed class KvEventSubscriber : IAsyncDisposable
             _lastResyncAttempt.Remove(worker);
             return true;
         }
-        catch (Exception e) when (e is TimeoutException or NoRespondersException or FormatException)
+        catch (Exception e) when (e is TimeoutException or NoRespondersException or BusUnavailableException or FormatException)
         {
             return false;
         }
