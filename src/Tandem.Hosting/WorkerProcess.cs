@@ -23,6 +23,9 @@ public sealed record WorkerProcessOptions
     public string Host { get; init; } = "127.0.0.1";
     public int RpcPort { get; init; }
     public int KvPort { get; init; }
+
+    /// <summary>Advertise the shared-memory domain so that workers on this host push and pull over shared memory (else TCP only).</summary>
+    public bool SharedMemory { get; init; } = true;
     public int Threads { get; init; }
 
     /// <summary><c>etcd://host:port[,...]</c> to register in; null = not registered (static topology).</summary>
@@ -82,7 +85,8 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             var access = new EngineKvAccess(engine, fingerprint);
             var kvServer = new KvTransferServer(access, options.Host, options.KvPort);
             process._owned.Add(kvServer);
-            process.KvAddress = kvServer.TcpAddress;
+            // tcp://host:port?shm=ID: peers that see the same /dev/shm use shared memory, the others TCP.
+            process.KvAddress = options.SharedMemory ? kvServer.AdvertisedAddress : kvServer.TcpAddress;
             IEventBus bus = new InMemoryEventBus();
             if (options.Nats is { } nats)
             {
@@ -104,8 +108,8 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             var services = new WorkerServices
             {
                 Bus = bus,
-                Transports = [tcp, shm],
-                KvAddress = kvServer.TcpAddress,
+                Transports = [new SameHostKvTransport(tcp, shm), shm],
+                KvAddress = process.KvAddress,
                 // Without a shared bus a decode worker cannot reach prefill workers: it then prefills locally.
                 Discovery = options.Nats is null ? new InMemoryDiscovery() : discovery,
                 Options = options.Disaggregation with { Namespace = options.Namespace },

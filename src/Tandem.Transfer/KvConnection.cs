@@ -166,13 +166,17 @@ internal sealed class KvConnection : IAsyncDisposable
     }
 
     /// <summary>Waits for the acknowledgement of chunk <paramref name="sequence"/>.</summary>
-    public async ValueTask ExpectAckAsync(uint sequence, string waitingFor)
+    public ValueTask ExpectAckAsync(uint sequence, string waitingFor) => ExpectCounterAsync(KvFrameType.ChunkAck, sequence, waitingFor);
+
+    /// <summary>Waits for a frame of <paramref name="type"/> whose payload is the u32 <paramref name="expected"/> (CHUNK_ACK, SHM_LAYER).</summary>
+    public async ValueTask ExpectCounterAsync(KvFrameType type, uint expected, string waitingFor)
     {
-        var payload = await ExpectAsync(KvFrameType.ChunkAck, waitingFor).ConfigureAwait(false);
-        if (payload.Length != 4 || ReadUInt32(payload) != sequence)
+        var payload = await ExpectAsync(type, waitingFor).ConfigureAwait(false);
+        if (payload.Length != 4 || ReadUInt32(payload) != expected)
         {
-            throw new KvProtocolException(KvErrorCode.Protocol, $"{Peer} acknowledged the wrong chunk (expected {sequence})");
+            throw new KvProtocolException(KvErrorCode.Protocol, $"{Peer} sent {type} out of order (expected {expected})");
         }
+        Consume();
     }
 
     private static uint ReadUInt32(ReadOnlySequence<byte> payload)
@@ -217,11 +221,14 @@ internal sealed class KvConnection : IAsyncDisposable
         WriteFrame(type, payload);
     }
 
-    public void WriteAck(uint sequence)
+    public void WriteAck(uint sequence) => WriteCounter(KvFrameType.ChunkAck, sequence);
+
+    /// <summary>A frame whose payload is one u32 (CHUNK_ACK, SHM_LAYER).</summary>
+    public void WriteCounter(KvFrameType type, uint value)
     {
         Span<byte> payload = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(payload, sequence);
-        WriteFrame(KvFrameType.ChunkAck, payload);
+        BinaryPrimitives.WriteUInt32LittleEndian(payload, value);
+        WriteFrame(type, payload);
     }
 
     /// <summary>END: chunks u32, bytes i64.</summary>

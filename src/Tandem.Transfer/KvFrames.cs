@@ -20,6 +20,7 @@ internal enum KvFrameType : byte
     EndAck = 22,
     ShmWrite = 32,
     ShmRead = 33,
+    ShmLayer = 34,
 }
 
 /// <summary>Codes carried by an error frame.</summary>
@@ -50,7 +51,7 @@ internal sealed class KvConnectionClosedException(string message) : KvTransferEx
 internal static class KvFrames
 {
     public const ushort Magic = 0x4B54;
-    public const byte Version = 1;
+    public const byte Version = 2;
     public const int HeaderBytes = 8;
 
     /// <summary>Chunk payload header: sequence u32, layer i32, first block i32, block count i32, XXH3-64 checksum u64.</summary>

@@ -35,6 +35,12 @@ public sealed record KvTransferOptions
     /// <summary>Directory of the shared-memory segments (tmpfs); the server only opens segments inside it.</summary>
     public string SharedMemoryDirectory { get; init; } = "/dev/shm";
 
+    /// <summary>Idle shared-memory segments a client keeps mapped per server address for later transfers (0 = a new segment per transfer).</summary>
+    public int MaxIdleSegmentsPerEndpoint { get; init; } = 4;
+
+    /// <summary>Shared-memory segments a server keeps mapped between transfers (least recently used dropped first).</summary>
+    public int MaxMappedSegments { get; init; } = 64;
+
     /// <summary>Pool of the chunk buffers (tests count rentals through it).</summary>
     internal ArrayPool<float> FloatPool { get; init; } = ArrayPool<float>.Shared;
 
@@ -60,6 +66,10 @@ public sealed record KvTransferOptions
         if (MaxIdleConnectionsPerEndpoint < 0)
         {
             throw new ArgumentException($"{nameof(MaxIdleConnectionsPerEndpoint)} must not be negative");
+        }
+        if (MaxIdleSegmentsPerEndpoint < 0 || MaxMappedSegments < 0)
+        {
+            throw new ArgumentException($"{nameof(MaxIdleSegmentsPerEndpoint)} and {nameof(MaxMappedSegments)} must not be negative");
         }
         ArgumentException.ThrowIfNullOrEmpty(SharedMemoryDirectory);
         ArgumentNullException.ThrowIfNull(FloatPool);

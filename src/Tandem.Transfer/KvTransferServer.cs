@@ -18,6 +18,8 @@ public sealed class KvTransferServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<KvConnection, Task> _connections = new();
     private readonly Task _acceptLoop;
+    private readonly SharedMemoryMappings _mappings;
+    private readonly Timer _evictMappings;
     private long _accepted;
     private long _failed;
     private long _transfers;
@@ -42,6 +44,9 @@ public sealed class KvTransferServer : IAsyncDisposable
             throw;
         }
         EndPoint = (IPEndPoint)_listener.LocalEndPoint!;
+        _mappings = new SharedMemoryMappings(Options);
+        var evictEvery = TimeSpan.FromTicks(Math.Clamp(Options.IdleTimeout.Ticks / 4, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));
+        _evictMappings = new Timer(static state => ((SharedMemoryMappings)state!).Evict(), _mappings, evictEvery, evictEvery);
         _acceptLoop = Task.Run(AcceptLoopAsync);
     }
 
@@ -59,6 +64,16 @@ public sealed class KvTransferServer : IAsyncDisposable
     public string TcpAddress => TcpKvTransport.Scheme + HostPort;
 
     public string SharedMemoryAddress => SharedMemoryKvTransport.Scheme + HostPort;
+
+    /// <summary>
+    /// The address to advertise: <see cref="TcpAddress"/> with the shared-memory domain of this host appended
+    /// (<c>tcp://host:port?shm=ID</c>) when shared memory is available, so that <see cref="SameHostKvTransport"/> on a
+    /// peer that sees the same domain uses shared memory and every other peer TCP.
+    /// </summary>
+    public string AdvertisedAddress => SameHostKvTransport.Advertise(TcpAddress, SharedMemorySegment.DomainId(Options.SharedMemoryDirectory));
+
+    /// <summary>Shared-memory segments mapped now (kept between transfers).</summary>
+    public int MappedSegments => _mappings.Count;
 
     /// <summary>Connections accepted so far.</summary>
     public long AcceptedConnections => Interlocked.Read(ref _accepted);
@@ -235,36 +250,52 @@ public sealed class KvTransferServer : IAsyncDisposable
         }
         var layout = _access.Layout;
         var bytes = SharedMemorySegment.BytesFor(layout, count);
-        if (segmentBytes != Math.Max(1, bytes))
+        if (segmentBytes < bytes)
         {
-            throw new KvProtocolException(KvErrorCode.SharedMemory, $"shared-memory request declares {segmentBytes} bytes, {count} blocks need {bytes}");
+            throw new KvProtocolException(KvErrorCode.SharedMemory, $"shared-memory request declares a segment of {segmentBytes} bytes, {count} blocks need {bytes}");
         }
-        using var segment = SharedMemorySegment.Open(Options.SharedMemoryDirectory, path, bytes);
-        for (var layer = 0; layer < layout.NumLayers; layer++)
+        var mapping = _mappings.Acquire(path, segmentBytes);
+        try
         {
-            _stopping.Token.ThrowIfCancellationRequested();
+            var segment = mapping.Segment;
+            for (var layer = 0; layer < layout.NumLayers; layer++)
+            {
+                _stopping.Token.ThrowIfCancellationRequested();
+                if (write)
+                {
+                    // The client fills layer l + 1 while we copy layer l out.
+                    await connection.ExpectCounterAsync(KvFrameType.ShmLayer, (uint)layer, "a layer").ConfigureAwait(false);
+                    _access.Write(handle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+                }
+                else
+                {
+                    _access.Read(handle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+                    connection.WriteCounter(KvFrameType.ShmLayer, (uint)layer);
+                    await connection.FlushAsync("a layer notice").ConfigureAwait(false);
+                }
+            }
             if (write)
             {
-                _access.Write(handle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+                var (layers, total) = KvConnection.DecodeEnd(await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false));
+                connection.Consume();
+                if (layers != (uint)layout.NumLayers || total != bytes)
+                {
+                    throw new KvProtocolException(KvErrorCode.Protocol, $"shared-memory write ended with {layers} layers / {total} bytes, expected {layout.NumLayers} / {bytes}");
+                }
+                connection.WriteFrame(KvFrameType.EndAck, default);
+                await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
             }
             else
             {
-                _access.Read(handle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+                connection.WriteEnd((uint)layout.NumLayers, bytes);
+                await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+                await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+                connection.Consume();
             }
-            connection.WriteAck((uint)layer);
-            await connection.FlushAsync("a layer acknowledgement").ConfigureAwait(false);
         }
-        if (write)
+        finally
         {
-            connection.WriteFrame(KvFrameType.EndAck, default);
-            await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
-        }
-        else
-        {
-            connection.WriteEnd((uint)layout.NumLayers, bytes);
-            await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
-            await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
-            connection.Consume();
+            _mappings.Release(mapping);
         }
     }
 
@@ -283,6 +314,8 @@ public sealed class KvTransferServer : IAsyncDisposable
         }
         await _acceptLoop.ConfigureAwait(false);
         await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+        await _evictMappings.DisposeAsync().ConfigureAwait(false);
+        _mappings.Dispose();
         _stopping.Dispose();
     }
 }

@@ -38,6 +38,10 @@ public class DistributedServingTests
 
     private static async Task<string> MetricsAsync(HttpClient http) => await http.GetStringAsync("metrics");
 
+    /// <summary>Shared-memory KV segments a worker process created (kept mapped for reuse).</summary>
+    private static string[] SegmentsOf(Process worker) =>
+        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kv-{worker.Id}-*") : [];
+
     [Fact]
     public async Task DecodeFirst_AcrossProcesses_EqualsAggregated_SurvivesPrefillKill_AndScalesUp()
     {
@@ -53,6 +57,8 @@ public class DistributedServingTests
         Assert.True(status == 200, body + string.Join('\n', cluster.Logs));
         Assert.Equal(expected, text);
         Assert.Contains("tandem_worker_remote_prefills_total{worker=\"decode-0\",model=\"stories260K\"} 1", await MetricsAsync(http), StringComparison.Ordinal);
+        // Both workers see the same /dev/shm, so the push went through shared memory: the prefill worker keeps its segment.
+        Assert.NotEmpty(SegmentsOf(prefill));
 
         // kill -9 of the prefill worker costs nothing but latency: the decode worker prefills locally.
         prefill.Kill();
@@ -84,9 +90,10 @@ public class DistributedServingTests
         var expected = await AggregatedReferenceAsync(LongPrompt);
         await using var cluster = new Cluster();
         await cluster.StartInfrastructureAsync();
-        await cluster.StartWorkerAsync("prefill-0", "prefill");
-        var decode0 = await cluster.StartWorkerAsync("decode-0", "decode");
-        await cluster.StartWorkerAsync("decode-1", "decode");
+        // KV over TCP here (the decode-first test covers shared memory between processes).
+        await cluster.StartWorkerAsync("prefill-0", "prefill", "--kv-transport", "tcp");
+        var decode0 = await cluster.StartWorkerAsync("decode-0", "decode", "--kv-transport", "tcp");
+        var decode1 = await cluster.StartWorkerAsync("decode-1", "decode", "--kv-transport", "tcp");
         var (_, url) = await cluster.StartFrontendAsync("--strategy", "prefill-first");
         using var http = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) };
         for (var i = 0; i < 2; i++)
@@ -95,6 +102,8 @@ public class DistributedServingTests
             Assert.True(status == 200, body + string.Join('\n', cluster.Logs));
             Assert.Equal(expected, text);
         }
+        Assert.Empty(SegmentsOf(decode0));
+        Assert.Empty(SegmentsOf(decode1));
 
         // A long stream on each decode worker (round-robin); once both are streaming, kill -9 one worker.
         var started = Enumerable.Range(0, 2).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();

@@ -18,6 +18,7 @@ internal static class WorkerCommand
         var host = CliOptions.Create("--host", "Address to listen on and advertise", "127.0.0.1");
         var rpcPort = CliOptions.Create("--rpc-port", "Request-plane (gRPC) port (0 = any free port)", 0);
         var kvPort = CliOptions.Create("--kv-port", "KV transfer port (0 = any free port)", 0);
+        var kvTransport = CliOptions.Create("--kv-transport", "auto (shared memory with workers on this host, TCP with the others) or tcp", "auto");
         var threads = CliOptions.Create("--threads", "Compute threads (0 = one per core)", 0);
         var discovery = CliOptions.Create<string?>("--discovery", "etcd endpoints to register in, e.g. etcd://127.0.0.1:2379", null);
         var ns = CliOptions.Create("--namespace", "Discovery and event-plane namespace", "default");
@@ -33,7 +34,7 @@ internal static class WorkerCommand
         var serving = new ServingFlags();
         var command = new Command("worker", "Run one worker process (prefill, decode or both) that a `tandem frontend` sends requests to")
         {
-            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, drain, logLevel, logFormat,
+            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, kvTransport, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, drain, logLevel, logFormat,
             httpPort, serverRole, metadataFile,
         };
         foreach (var option in serving.Options)
@@ -62,6 +63,12 @@ internal static class WorkerCommand
                 Host = parse.GetValue(host)!,
                 RpcPort = parse.GetValue(rpcPort),
                 KvPort = parse.GetValue(kvPort),
+                SharedMemory = parse.GetValue(kvTransport) switch
+                {
+                    "auto" => true,
+                    "tcp" => false,
+                    var other => throw new ArgumentException($"--kv-transport must be auto or tcp, got '{other}'"),
+                },
                 Threads = parse.GetValue(threads),
                 Discovery = parse.GetValue(discovery) is { Length: > 0 } d ? d : null,
                 Namespace = parse.GetValue(ns)!,
