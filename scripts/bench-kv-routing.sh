@@ -11,6 +11,7 @@ out="${1:-$root/.artifacts/bench-kv}"
 workers="${WORKERS:-8}"; requests="${REQUESTS:-2000}"; speedup="${SPEEDUP:-4}"; rate="${RATE:-4}"
 routers="${ROUTERS:-round-robin kv}"; port="${PORT:-18500}"
 mkdir -p "$out"
+"$root/tandem" --help > /dev/null  # build once here, not in the server and the load generator started side by side
 if [ -n "${TRACE:-}" ]; then
     trace="$TRACE"
 else
