@@ -36,12 +36,13 @@ public class BenchRunnerTests
             Assert.True(r.UsageReported);
             Assert.Equal(4, r.ItlMs.Length);
         });
-        Assert.InRange(summary.TtftMs!.P50, 295, 360);
-        Assert.InRange(summary.ItlMs!.Mean, 92, 125);
-        Assert.InRange(summary.TpotMs!.Mean, 92, 125);
-        Assert.InRange(summary.E2eMs!.P50, 695, 800);
+        // Lower bounds are tight (the stub never answers sooner); upper bounds leave room for a loaded CI machine.
+        Assert.InRange(summary.TtftMs!.P50, 295, 600);
+        Assert.InRange(summary.ItlMs!.Mean, 92, 200);
+        Assert.InRange(summary.TpotMs!.Mean, 92, 200);
+        Assert.InRange(summary.E2eMs!.P50, 695, 1400);
         // Two rounds of two requests, ~0.7 s each: ~2.9 requests/s and five tokens per request.
-        Assert.InRange(summary.RequestThroughput, 2.3, 3.0);
+        Assert.InRange(summary.RequestThroughput, 1.2, 3.0);
         Assert.InRange(summary.OutputTokenThroughput / summary.RequestThroughput, 4.99, 5.01);
         Assert.Equal(summary.TotalInputTokens + summary.TotalOutputTokens, (long)Math.Round(summary.TotalTokenThroughput * summary.DurationSeconds));
     }
