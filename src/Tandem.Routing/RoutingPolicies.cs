@@ -28,16 +28,21 @@ public static class RoutingPolicies
     };
 }
 
-/// <summary>Each request to the next worker in turn (the order of the candidate list).</summary>
+/// <summary>
+/// Each request to the next worker in turn (the order of the candidate list). Prefill workers (prefill-first) and
+/// decode-capable workers keep separate turns: with one shared turn, a request's prefill pick would advance the decode
+/// turn too, and with one prefill and two decode workers every request would land on the same decode worker.
+/// </summary>
 internal sealed class RoundRobinPolicy : IRoutingPolicy
 {
-    private long _next = -1;
+    private long _nextDecode = -1;
+    private long _nextPrefill = -1;
 
     public string Name => RoutingPolicies.RoundRobin;
 
     public RoutingCandidate Choose(RoutingRequest request, IReadOnlyList<RoutingCandidate> candidates)
     {
-        var n = Interlocked.Increment(ref _next);
+        var n = candidates[0].Instance.Role == WorkerRole.Prefill ? Interlocked.Increment(ref _nextPrefill) : Interlocked.Increment(ref _nextDecode);
         return candidates[(int)(n % candidates.Count)];
     }
 }

@@ -28,6 +28,21 @@ public class RoutingPolicyTests
     }
 
     [Fact]
+    public void RoundRobin_PrefillPicksDoNotAdvanceTheDecodeTurn()
+    {
+        // Prefill-first: each request picks a prefill worker, then a decode worker.
+        var router = new WorkerRouter(new StaticDiscovery(W("p", WorkerRole.Prefill), W("d0", WorkerRole.Decode), W("d1", WorkerRole.Decode)), RoutingPolicies.Create("round-robin"));
+        var decodes = Enumerable.Range(0, 4).Select(_ =>
+        {
+            using var p = router.RoutePrefill(R)!;
+            Assert.Equal("p", p.Instance.InstanceId);
+            using var d = router.Route(R)!;
+            return d.Instance.InstanceId;
+        });
+        Assert.Equal(["d0", "d1", "d0", "d1"], decodes);
+    }
+
+    [Fact]
     public void LeastLoaded_PicksFewestActive_AndDisposeReleases()
     {
         var router = new WorkerRouter(new StaticDiscovery(W("a"), W("b"), W("c")), RoutingPolicies.Create("least-loaded"));
