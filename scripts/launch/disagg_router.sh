@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# disagg.sh with the least-loaded router (KV-aware routing across processes needs KV events over NATS in the
-# frontend; until then `tandem serve --router kv` runs it in one process). Usage as disagg.sh.
-export ROUTER="${ROUTER:-least-loaded}"
+# disagg.sh with the KV-aware router: the decode workers publish KV events on NATS and the frontend's `kv` router
+# sends each request to the worker that already holds most of its prefix. Usage as disagg.sh; ROUTER overrides.
+export ROUTER="${ROUTER:-kv}"
 exec "$(dirname "${BASH_SOURCE[0]}")/disagg.sh" "$@"

@@ -4,7 +4,6 @@ using Tandem.Engine.Models;
 using Tandem.Engine.Tokenizers;
 using Tandem.Frontend;
 using Tandem.Frontend.Models;
-using Tandem.Nats;
 using Tandem.Routing;
 using Tandem.Routing.Kv;
 using Tandem.Runtime;
@@ -96,7 +95,7 @@ public sealed class FrontendProcess : IAsyncDisposable
             process.Server = new FrontendServer(options.Frontend, catalog, process.Discovery, plane, RoutingPolicies.Create(options.Router, options.KvRouting.Seed, index, options.KvRouting), loggerFactory);
             if (options.Nats is { } nats)
             {
-                var bus = await NatsEventBus.ConnectAsync(new NatsOptions { Url = nats, Name = "tandem-frontend" }, cancellationToken).ConfigureAwait(false);
+                var bus = await EventBusConnect.ConnectAsync(nats, "tandem-frontend", cancellationToken).ConfigureAwait(false);
                 process._owned.Add(bus);
                 if (index is not null)
                 {

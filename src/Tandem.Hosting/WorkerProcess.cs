@@ -2,7 +2,6 @@ using Microsoft.Extensions.Logging;
 using Tandem.Abstractions;
 using Tandem.Engine.Models;
 using Tandem.Engine.Serving;
-using Tandem.Nats;
 using Tandem.Runtime;
 using Tandem.Runtime.Etcd;
 using Tandem.Runtime.Grpc;
@@ -90,7 +89,7 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             IEventBus bus = new InMemoryEventBus();
             if (options.Nats is { } nats)
             {
-                var natsBus = await NatsEventBus.ConnectAsync(new NatsOptions { Url = nats, Name = id }, cancellationToken).ConfigureAwait(false);
+                var natsBus = await EventBusConnect.ConnectAsync(nats, id, cancellationToken).ConfigureAwait(false);
                 process._owned.Add(natsBus);
                 bus = natsBus;
             }

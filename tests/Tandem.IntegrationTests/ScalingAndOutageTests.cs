@@ -77,6 +77,34 @@ public class ScalingAndOutageTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task PrefillWorkers_ScaleUpAndGracefulScaleDown_UnderLoad_NoRequestFails()
+    {
+        await using var cluster = new Cluster();
+        await cluster.StartInfrastructureAsync();
+        var first = await cluster.StartWorkerAsync("prefill-0", "prefill");
+        await cluster.StartWorkerAsync("decode-0", "decode", "--max-local-prefill-length", "8");
+        var (_, url) = await cluster.StartFrontendAsync();
+        using var http = Http(url);
+        await using var load = new ClosedLoopLoad(url, clients: 3, VariedPrompt);
+        const string remote = "tandem_worker_remote_prefills_total";
+        const string decode = "worker=\"decode-0\"";
+        await WaitMetricAboveAsync(http, remote, decode, 0, TimeSpan.FromSeconds(60), Context(load, cluster));
+
+        // A second prefill worker joins the queue group and takes prefills within seconds.
+        await cluster.StartWorkerAsync("prefill-1", "prefill");
+        var took = await WaitMetricAboveAsync(http, "tandem_worker_prefix_cache_queried_tokens", "worker=\"prefill-1\"", 0, TimeSpan.FromSeconds(60), Context(load, cluster));
+        output.WriteLine($"new prefill worker took its first prefill {took.TotalSeconds:0.00} s after it was ready");
+
+        // SIGTERM the first: it leaves the queue, finishes what it took, exits 0; prefills go on on the other.
+        Cluster.Terminate(first);
+        Assert.Equal(0, await Cluster.WaitExitAsync(first, TimeSpan.FromSeconds(90)));
+        var remoteAfterExit = await Cluster.MetricAsync(http, remote, decode) ?? 0;
+        await WaitMetricAboveAsync(http, remote, decode, remoteAfterExit + 3, TimeSpan.FromSeconds(60), Context(load, cluster));
+        await load.StopAsync();
+        Assert.True(load.Failed == 0, load.Describe());
+    }
+
+    [Fact]
     public async Task Drain_DeadlineMissed_ExitsWith3()
     {
         await using var cluster = new Cluster();
