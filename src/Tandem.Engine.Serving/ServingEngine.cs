@@ -118,7 +118,8 @@ public sealed class ServingEngine : IDisposable
     public async Task<PrefillResult> PrefillAsync(GenerateRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var seq = Admit(request with { MaxTokens = 1 }, retainKv: true, imported: null, firstToken: null, cancellationToken);
+        // One token here; min_tokens beyond it is the decode side's business (at most 1 keeps the first token's stop mask).
+        var seq = Admit(request with { MaxTokens = 1, MinTokens = Math.Min(request.MinTokens, 1) }, retainKv: true, imported: null, firstToken: null, cancellationToken);
         TokenOutput first = default;
         await foreach (var t in Stream(seq, cancellationToken).ConfigureAwait(false))
         {

@@ -453,8 +453,10 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             var count = lease.Blocks.Count - request.FirstBlock;
             if (count > 0)
             {
+                var pushStart = System.Diagnostics.Stopwatch.GetTimestamp();
                 await _services!.TransportFor(request.KvDestination)
                     .PushAsync(KvAccess, handle, request.KvDestination, request.KvHandle, request.FirstBlock, count, deadline.Token).ConfigureAwait(false);
+                Log.Pushed(_logger, request.RequestId, (long)count * KvAccess.Layout.BytesPerBlock, System.Diagnostics.Stopwatch.GetElapsedTime(pushStart).TotalMilliseconds, request.KvDestination);
             }
         }
         finally
@@ -484,6 +486,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
         [LoggerMessage(4, LogLevel.Warning, "could not answer a remote prefill: {Message}")]
         public static partial void ReplyFailed(ILogger logger, string message);
+
+        [LoggerMessage(5, LogLevel.Debug, "request {RequestId}: pushed {Bytes} KV bytes in {Milliseconds:0.0} ms to {Destination}")]
+        public static partial void Pushed(ILogger logger, string requestId, long bytes, double milliseconds, string destination);
     }
 
     /// <summary>A remote prefill arrived after the decode worker stopped waiting for it.</summary>

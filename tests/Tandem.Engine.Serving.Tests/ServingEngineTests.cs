@@ -182,7 +182,9 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         using var prefill = NewEngine();
         using var decode = new ServingEngine(second.Transformer, second.Tokenizer.StopTokenIds, new ServingOptions { NumKvBlocks = 64 });
 
-        var result = await prefill.PrefillAsync(Greedy(prompt, 10), TestContext.Current.CancellationToken);
+        // min_tokens above the prefill's one token (as load generators send) must not be refused by the prefill.
+        var request = Greedy(prompt, 10) with { MinTokens = 10 };
+        var result = await prefill.PrefillAsync(request, TestContext.Current.CancellationToken);
         Assert.Equal(expected[0], result.FirstToken.TokenId);
         using var source = Assert.IsType<KvBlockLease>(result.Kv);
         Assert.Equal(45, source.Tokens);
@@ -201,7 +203,7 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         }
         source.Dispose();
 
-        var outputs = await Collect(decode.SubmitWithKv(Greedy(prompt, 10), target, result.FirstToken.TokenId));
+        var outputs = await Collect(decode.SubmitWithKv(request, target, result.FirstToken.TokenId));
         Assert.Equal(expected, Ids(outputs));
         Assert.Equal(45, outputs[0].CachedPromptTokens);
         var stats = await Idle(decode);

@@ -46,6 +46,7 @@ public sealed class NetworkDisaggregationTests(SmallPresetModel model) : IClassF
         RequestId = Guid.NewGuid().ToString("N"),
         PromptTokens = prompt,
         MaxTokens = 12,
+        MinTokens = 6, // as `tandem bench` asks: the prefill side must not refuse min_tokens above its one token
         IgnoreEos = true,
     };
 
