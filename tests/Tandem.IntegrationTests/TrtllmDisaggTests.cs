@@ -118,9 +118,9 @@ public class TrtllmDisaggTests
         };
         process.BeginOutputReadLine();
         var url = new Uri($"http://localhost:{port}/");
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(120); // a loaded CI machine starts .NET processes slowly
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        while (DateTime.UtcNow < until)
+        while (DateTime.UtcNow < until && !process.HasExited)
         {
             try
             {
@@ -132,7 +132,7 @@ public class TrtllmDisaggTests
                 await Task.Delay(200);
             }
         }
-        Assert.Fail("tandem disagg did not start listening");
+        Assert.Fail($"tandem disagg did not start listening (exited: {process.HasExited}):\n{string.Join('\n', cluster.Logs)}");
         return default;
     }
 
