@@ -61,13 +61,14 @@ public sealed class ProtocolTests : IAsyncLifetime
         var gen = await ServerAsync(FakeServer.Generation());
         var o = await OrchestratorAsync(Yaml([ctx.HostPort], [gen.HostPort]));
 
-        var (status, body) = await PostAsync(o, "v1/completions", """{"model":"m","prompt":"Once upon a time","max_tokens":16,"temperature":0,"stream_options":null}""");
+        var (status, body) = await PostAsync(o, "v1/completions", """{"model":"m","prompt":"Once upon a time","max_tokens":16,"min_tokens":4,"temperature":0,"stream_options":null}""");
 
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal(" Once upon", JsonNode.Parse(body)!["choices"]![0]!["text"]!.GetValue<string>());
         var c = Assert.Single(ctx.Received);
         Assert.Equal("context_only", c["disaggregated_params"]!["request_type"]!.GetValue<string>());
         Assert.Equal(1, c["max_tokens"]!.GetValue<int>());
+        Assert.Equal(1, c["min_tokens"]!.GetValue<int>());
         Assert.False(c["stream"]!.GetValue<bool>());
         Assert.False(c.ContainsKey("stream_options"));
         var g = Assert.Single(gen.Received);
@@ -79,6 +80,7 @@ public sealed class ProtocolTests : IAsyncLifetime
         Assert.Equal(c["disaggregated_params"]!["disagg_request_id"]!.GetValue<long>(), p["disagg_request_id"]!.GetValue<long>());
         Assert.Equal([1, 2, 3], g["prompt"]!.AsArray().Select(x => x!.GetValue<int>()));
         Assert.Equal(16, g["max_tokens"]!.GetValue<int>());
+        Assert.Equal(4, g["min_tokens"]!.GetValue<int>());
     }
 
     [Fact]

@@ -66,7 +66,8 @@ internal sealed partial class WorkerDispatcher
         }
         finally
         {
-            await ReleaseAsync(kv, rpc, model ?? request.Model.Name).ConfigureAwait(false);
+            // Off the request's path: the first token does not wait for the context worker's answer.
+            _ = Task.Run(() => ReleaseAsync(kv, rpc, model ?? request.Model.Name), CancellationToken.None);
         }
     }
 

@@ -157,6 +157,11 @@ internal sealed partial class DisaggProxy(ServerPool context, ServerPool generat
         {
             ctxBody["max_completion_tokens"] = 1;
         }
+        if (ctxBody["min_tokens"] is JsonValue min && min.TryGetValue<long>(out var minTokens) && minTokens > 1)
+        {
+            // One token is asked for; a larger minimum still means "no end token first", which min_tokens 1 keeps.
+            ctxBody["min_tokens"] = 1;
+        }
         var payload = JsonSerializer.SerializeToUtf8Bytes(ctxBody);
         var tried = new List<BackendServer>();
         var attempts = Math.Max(options.Config.MaxRetries + 1, 2);
