@@ -27,6 +27,7 @@ public sealed partial class WorkerProcess
             await registration.DeregisterAsync(cancellationToken).ConfigureAwait(false);
         }
         Worker.StopAccepting();
+        _rpc?.Service.BeginDrain();
         while (true)
         {
             var stats = await Worker.GetStatsAsync(cancellationToken).ConfigureAwait(false);
