@@ -27,6 +27,7 @@ public sealed partial class WorkerProcess
             await registration.DeregisterAsync(cancellationToken).ConfigureAwait(false);
         }
         Worker.StopAccepting();
+        _rpc?.Service.BeginDrain();
         // Leave the metadata server and let the OpenAI HTTP requests in flight (--http-port) finish.
         await DrainHttpAsync(until - DateTime.UtcNow is var left && left > TimeSpan.Zero ? left : TimeSpan.Zero).ConfigureAwait(false);
         while (true)

@@ -43,6 +43,9 @@ public sealed class WorkerRpcService : Protocol.Worker.WorkerBase, IDisposable
     /// <summary>True once a drain started: new Generate and Prefill calls are refused with Unavailable.</summary>
     public bool IsDraining => Volatile.Read(ref _draining) != 0;
 
+    /// <summary>Refuses new Generate and Prefill calls (Unavailable) and reports draining in Health; calls in flight go on.</summary>
+    public void BeginDrain() => Interlocked.Exchange(ref _draining, 1);
+
     /// <summary>Cancels every call in flight (the host calls it when stopping).</summary>
     public void Stop()
     {
