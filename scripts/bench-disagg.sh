@@ -51,7 +51,7 @@ for mode in ${MODES:-agg disagg}; do
         else
             start_nats
             disagg=(--nats "nats://127.0.0.1:$NATS_PORT" --max-local-prefill-length "${MAX_LOCAL_PREFILL:-256}")
-            run prefill-0 taskset -c "$core_a" "${tandem[@]}" worker --role prefill --instance-id prefill-0 "${common[@]}" "${disagg[@]}"
+            run prefill-0 taskset -c "$core_a" "${tandem[@]}" worker --role prefill --instance-id prefill-0 --log-level debug "${common[@]}" "${disagg[@]}"
             run decode-0 taskset -c "$core_b" "${tandem[@]}" worker --role decode --instance-id decode-0 --log-level debug "${common[@]}" "${disagg[@]}"
             run frontend "${tandem[@]}" frontend --model "$MODEL" --http-port "$HTTP_PORT" --discovery "etcd://127.0.0.1:$ETCD_PORT"
         fi
