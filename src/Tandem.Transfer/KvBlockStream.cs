@@ -6,8 +6,8 @@ using Tandem.Abstractions;
 namespace Tandem.Transfer;
 
 /// <summary>
-/// The chunked data phase both ends share: the sender (client on push, server on pull) reads blocks layer by layer into
-/// pooled buffers and sends CHUNK frames with at most <see cref="KvTransferOptions.MaxOutstandingChunks"/> unacknowledged,
+/// The chunked data phase both ends share: the sender (client on push, server on pull) reads blocks layer by layer
+/// straight into the connection's send buffer and sends CHUNK frames with at most <see cref="KvTransferOptions.MaxOutstandingChunks"/> unacknowledged,
 /// then END; the receiver checks and writes each chunk, acknowledges it, and acknowledges END.
 /// </summary>
 internal static class KvBlockStream
@@ -17,49 +17,38 @@ internal static class KvBlockStream
         var layout = access.Layout;
         var perBlock = layout.FloatsPerBlockLayer;
         var blocksPerChunk = KvTransferOptions.BlocksPerChunk(layout, maxChunkBytes, count);
-        var pool = connection.Options.FloatPool;
-        var keys = pool.Rent(blocksPerChunk * perBlock);
-        var values = pool.Rent(blocksPerChunk * perBlock);
-        try
+        var window = (uint)connection.Options.MaxOutstandingChunks;
+        uint sent = 0;
+        uint acknowledged = 0;
+        long bytes = 0;
+        for (var layer = 0; layer < layout.NumLayers; layer++)
         {
-            var window = (uint)connection.Options.MaxOutstandingChunks;
-            uint sent = 0;
-            uint acknowledged = 0;
-            long bytes = 0;
-            for (var layer = 0; layer < layout.NumLayers; layer++)
+            for (var block = first; block < first + count; block += blocksPerChunk)
             {
-                for (var block = first; block < first + count; block += blocksPerChunk)
+                cancellationToken.ThrowIfCancellationRequested();
+                var blocks = Math.Min(blocksPerChunk, first + count - block);
+                var floats = blocks * perBlock;
+                // Read straight into the frame in the pipe's buffer, hashed there.
+                connection.WriteChunk(sent, layer, block, blocks, access, handle);
+                sent++;
+                bytes += 2L * floats * sizeof(float);
+                await connection.FlushAsync("a KV chunk").ConfigureAwait(false);
+                while (sent - acknowledged >= window)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var blocks = Math.Min(blocksPerChunk, first + count - block);
-                    var floats = blocks * perBlock;
-                    access.Read(handle, layer, block, blocks, keys.AsSpan(0, floats), values.AsSpan(0, floats));
-                    connection.WriteChunk(sent, layer, block, blocks, keys.AsSpan(0, floats), values.AsSpan(0, floats));
-                    sent++;
-                    bytes += 2L * floats * sizeof(float);
-                    await connection.FlushAsync("a KV chunk").ConfigureAwait(false);
-                    while (sent - acknowledged >= window)
-                    {
-                        await connection.ExpectAckAsync(acknowledged, "a chunk acknowledgement").ConfigureAwait(false);
-                        acknowledged++;
-                    }
+                    await connection.ExpectAckAsync(acknowledged, "a chunk acknowledgement").ConfigureAwait(false);
+                    acknowledged++;
                 }
             }
-            while (acknowledged < sent)
-            {
-                await connection.ExpectAckAsync(acknowledged, "a chunk acknowledgement").ConfigureAwait(false);
-                acknowledged++;
-            }
-            connection.WriteEnd(sent, bytes);
-            await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
-            await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
-            connection.Consume();
         }
-        finally
+        while (acknowledged < sent)
         {
-            pool.Return(keys);
-            pool.Return(values);
+            await connection.ExpectAckAsync(acknowledged, "a chunk acknowledgement").ConfigureAwait(false);
+            acknowledged++;
         }
+        connection.WriteEnd(sent, bytes);
+        await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+        await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+        connection.Consume();
     }
 
     public static async Task ReceiveAsync(KvConnection connection, IKvBlockAccess access, long handle, int first, int count, CancellationToken cancellationToken)

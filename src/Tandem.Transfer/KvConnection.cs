@@ -251,24 +251,27 @@ internal sealed class KvConnection : IAsyncDisposable
         return (BinaryPrimitives.ReadUInt32LittleEndian(bytes), BinaryPrimitives.ReadInt64LittleEndian(bytes[4..]));
     }
 
-    /// <summary>Writes a CHUNK frame: header, XXH3 over (sequence, layer, first, count, K bytes, V bytes), then K and V.</summary>
-    public void WriteChunk(uint sequence, int layer, int first, int count, ReadOnlySpan<float> keys, ReadOnlySpan<float> values)
+    /// <summary>
+    /// Writes a CHUNK frame: header, then the K and V floats of the blocks, which <paramref name="access"/> reads straight
+    /// into the pipe's buffer (no intermediate copy), and the XXH3 over (sequence, layer, first, count, K bytes, V bytes).
+    /// </summary>
+    public void WriteChunk(uint sequence, int layer, int first, int count, IKvBlockAccess access, long handle)
     {
-        var keyBytes = MemoryMarshal.AsBytes(keys);
-        var valueBytes = MemoryMarshal.AsBytes(values);
-        var payloadLength = KvFrames.ChunkHeaderBytes + keyBytes.Length + valueBytes.Length;
-        var span = _writer.GetSpan(KvFrames.HeaderBytes + KvFrames.ChunkHeaderBytes);
-        KvFrames.WriteHeader(span, KvFrameType.Chunk, payloadLength);
+        var dataBytes = count * access.Layout.FloatsPerBlockLayer * sizeof(float);
+        var total = KvFrames.HeaderBytes + KvFrames.ChunkHeaderBytes + (2 * dataBytes);
+        var span = _writer.GetSpan(total)[..total];
+        KvFrames.WriteHeader(span, KvFrameType.Chunk, total - KvFrames.HeaderBytes);
         var chunk = span.Slice(KvFrames.HeaderBytes, KvFrames.ChunkHeaderBytes);
         BinaryPrimitives.WriteUInt32LittleEndian(chunk, sequence);
         BinaryPrimitives.WriteInt32LittleEndian(chunk[4..], layer);
         BinaryPrimitives.WriteInt32LittleEndian(chunk[8..], first);
         BinaryPrimitives.WriteInt32LittleEndian(chunk[12..], count);
-        var checksum = Checksum(chunk[..KvFrames.ChunkCheckedHeaderBytes], keyBytes, valueBytes);
-        BinaryPrimitives.WriteUInt64LittleEndian(chunk[16..], checksum);
-        _writer.Advance(KvFrames.HeaderBytes + KvFrames.ChunkHeaderBytes);
-        _writer.Write(keyBytes);
-        _writer.Write(valueBytes);
+        var data = span[(KvFrames.HeaderBytes + KvFrames.ChunkHeaderBytes)..];
+        var keyBytes = data[..dataBytes];
+        var valueBytes = data[dataBytes..];
+        access.Read(handle, layer, first, count, MemoryMarshal.Cast<byte, float>(keyBytes), MemoryMarshal.Cast<byte, float>(valueBytes));
+        BinaryPrimitives.WriteUInt64LittleEndian(chunk[16..], Checksum(chunk[..KvFrames.ChunkCheckedHeaderBytes], keyBytes, valueBytes));
+        _writer.Advance(total);
     }
 
     public ulong Checksum(ReadOnlySpan<byte> header, ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values)
