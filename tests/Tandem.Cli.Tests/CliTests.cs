@@ -164,4 +164,39 @@ public class CliTests
         Assert.Equal(2, exit);
         Assert.Contains("tiny, small, 110m", err);
     }
+    [Fact]
+    public void Disagg_InvalidConfig_FailsWithFileAndLine()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"disagg-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(file, "hostname: localhost\nport: 8000\ncontext_servers:\n  num_instances: 2\n  urls:\n    - \"localhost:8001\"\ngeneration_servers:\n  urls: [\"localhost:8003\"]\n");
+        try
+        {
+            var (exit, _, err) = Run("disagg", "-c", file);
+            Assert.Equal(2, exit);
+            Assert.Equal($"error: {file}:4:18: 'context_servers.num_instances' is 2 but 'context_servers.urls' lists 1 servers; they must match", err.Trim());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void Disagg_WithoutConfig_FailsWithOneClearLine()
+    {
+        var (exit, _, err) = Run("disagg");
+        Assert.Equal(2, exit);
+        Assert.Equal("error: -c disagg_config.yaml is required", err.Trim());
+    }
+
+    [Theory]
+    [InlineData("--http-port 18001 --server-role DECODER", "error: --server-role must be CONTEXT or GENERATION, got 'DECODER'")]
+    [InlineData("--server-role CONTEXT", "error: --server-role and --metadata-server-config-file need --http-port")]
+    [InlineData("--http-port 18001 --metadata-server-config-file m.yml", "error: --metadata-server-config-file needs --server-role CONTEXT or GENERATION")]
+    public void Worker_InvalidServerFlags_FailBeforeLoadingTheModel(string flags, string expected)
+    {
+        var (exit, _, err) = Run(["worker", "--model", "/nonexistent/model.gguf", .. flags.Split(' ')]);
+        Assert.Equal(2, exit);
+        Assert.Equal(expected, err.Trim());
+    }
 }

@@ -239,7 +239,7 @@ public class TrtllmDisaggTests
         })).ToArray();
 
         // Join: a second context and generation server are added without a restart.
-        await StartServerAsync(cluster, "ctx-1", "CONTEXT", flags);
+        var ctx1 = await StartServerAsync(cluster, "ctx-1", "CONTEXT", flags);
         var gen1 = await StartServerAsync(cluster, "gen-1", "GENERATION", flags);
         await WaitForAsync(http, body => body.Contains($":{gen1.Port}\"", StringComparison.Ordinal), "the second generation server to be added");
         var until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
@@ -266,6 +266,16 @@ public class TrtllmDisaggTests
         Assert.True(failures.IsEmpty, string.Join('\n', failures));
         Assert.True(done >= 16, $"only {done} requests ran");
         Assert.Contains(cluster.Logs, l => l.Contains($"Server http://127.0.0.1:{gen0.Port} is removed", StringComparison.Ordinal));
+
+        // kill -9: the key stays until its lease expires, but two failed health checks remove the server sooner.
+        ctx1.Process.Kill();
+        await ctx1.Process.WaitForExitAsync();
+        var killed = Stopwatch.StartNew();
+        await WaitForAsync(http, body => !body.Contains($":{ctx1.Port}\"", StringComparison.Ordinal), "the killed context server to be removed");
+        Assert.True(killed.Elapsed < TimeSpan.FromSeconds(8), $"removal took {killed.Elapsed} (the lease TTL is 10 s: health checks should be faster)");
+        var (status, text, body) = await PostAsync(http, Requests[0]);
+        Assert.True(status == 200, body);
+        Assert.Equal(expected[0], text);
     }
 
     private static async Task WaitForAsync(HttpClient http, Func<string, bool> condition, string what)
