@@ -193,6 +193,7 @@ public class CliTests
     [InlineData("--http-port 18001 --server-role DECODER", "error: --server-role must be CONTEXT or GENERATION, got 'DECODER'")]
     [InlineData("--server-role CONTEXT", "error: --server-role and --metadata-server-config-file need --http-port")]
     [InlineData("--http-port 18001 --metadata-server-config-file m.yml", "error: --metadata-server-config-file needs --server-role CONTEXT or GENERATION")]
+    [InlineData("--remote-prefill-timeout 0", "error: --remote-prefill-timeout must be a positive number of seconds, got 0")]
     public void Worker_InvalidServerFlags_FailBeforeLoadingTheModel(string flags, string expected)
     {
         var (exit, _, err) = Run(["worker", "--model", "/nonexistent/model.gguf", .. flags.Split(' ')]);

@@ -25,6 +25,7 @@ internal static class WorkerCommand
         var nats = CliOptions.Create<string?>("--nats", "NATS server for the prefill queue, e.g. nats://127.0.0.1:4222", null);
         var maxLocalPrefill = CliOptions.Create("--max-local-prefill-length", "Decode-first: prompts with at most this many uncached tokens are prefilled locally", 512);
         var maxPrefillQueue = CliOptions.Create("--max-prefill-queue-size", "Decode-first: remote prefills outstanding before prefilling locally", 4);
+        var remotePrefillTimeout = CliOptions.Create("--remote-prefill-timeout", "Decode-first: seconds a decode worker waits for a remote prefill before prefilling locally", 30.0);
         var drain = CliOptions.Create("--drain-timeout", "Seconds to let requests in flight finish on SIGTERM", 30.0);
         var logLevel = CliOptions.Create("--log-level", "trace, debug, information, warning, error", "information");
         var logFormat = CliOptions.Create("--log-format", "text or json", "text");
@@ -34,7 +35,7 @@ internal static class WorkerCommand
         var serving = new ServingFlags();
         var command = new Command("worker", "Run one worker process (prefill, decode or both) that a `tandem frontend` sends requests to")
         {
-            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, kvTransport, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, drain, logLevel, logFormat,
+            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, kvTransport, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, remotePrefillTimeout, drain, logLevel, logFormat,
             httpPort, serverRole, metadataFile,
         };
         foreach (var option in serving.Options)
@@ -78,6 +79,7 @@ internal static class WorkerCommand
                 {
                     MaxLocalPrefillLength = parse.GetValue(maxLocalPrefill),
                     MaxPrefillQueueSize = parse.GetValue(maxPrefillQueue),
+                    RemotePrefillTimeout = ServerFlags.Seconds(parse.GetValue(remotePrefillTimeout), "--remote-prefill-timeout"),
                 },
                 Http = WorkerHttp(parse.GetValue(httpPort), parse.GetValue(serverRole), parse.GetValue(metadataFile)),
             };
