@@ -171,12 +171,14 @@ public class TransformerTests
         }
         ForwardChunk[] step = [.. seqs.Select((s, i) => new ForwardChunk(s, new[] { 10 + i }))];
         var logits = new float[seqs.Length * config.VocabSize];
-        long allocated = -1;
-        for (var i = 0; i < 5; i++)
+        // The fewest bytes any of several steps allocated: an allocation made by every step shows, a one-off one outside
+        // the forward pass's control (24 bytes on one step, seen once on a CI machine) does not.
+        var allocated = long.MaxValue;
+        for (var i = 0; i < 10; i++)
         {
             var before = GC.GetAllocatedBytesForCurrentThread();
             model.Forward(cache, step, logits);
-            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
             foreach (var seq in seqs)
             {
                 seq.Length = 9;
