@@ -20,13 +20,16 @@ public sealed class WorkerRouter(IDiscovery discovery, IRoutingPolicy policy)
     public IRoutingPolicy Policy { get; } = policy;
 
     /// <summary>Requests in flight that this router sent to <paramref name="instanceId"/>.</summary>
-    public int ActiveRequests(string instanceId) => _load.TryGetValue(instanceId, out var load) ? load.Requests : 0;
+    public int ActiveRequests(string instanceId) => LoadOf(instanceId).Requests;
 
     /// <summary>KV blocks of the requests in flight that this router sent to <paramref name="instanceId"/> (prompt blocks; shared blocks once).</summary>
-    public long ActiveBlocks(string instanceId) => _load.TryGetValue(instanceId, out var load) ? load.Blocks : 0;
+    public long ActiveBlocks(string instanceId) => LoadOf(instanceId).Blocks;
 
     /// <summary>Prompt blocks sent to <paramref name="instanceId"/> that were not cached there and are not prefilled yet.</summary>
-    public long PrefillBlocks(string instanceId) => _load.TryGetValue(instanceId, out var load) ? load.PendingPrefill : 0;
+    public long PrefillBlocks(string instanceId) => LoadOf(instanceId).PendingPrefill;
+
+    private (int Requests, long Blocks, long PendingPrefill) LoadOf(string instanceId) =>
+        _load.TryGetValue(instanceId, out var load) ? load.Read() : default;
 
     /// <summary>Records a worker's last reported KV usage (0..1) for policies that weigh it.</summary>
     public void ReportKvUsage(string instanceId, double usage) => _kvUsage[instanceId] = usage;
@@ -70,11 +73,11 @@ public sealed class WorkerRouter(IDiscovery discovery, IRoutingPolicy policy)
         {
             if (exclude is null || !exclude.Contains(w.InstanceId))
             {
-                _load.TryGetValue(w.InstanceId, out var load);
-                candidates.Add(new RoutingCandidate(w, load?.Requests ?? 0, _kvUsage.GetValueOrDefault(w.InstanceId))
+                var load = LoadOf(w.InstanceId);
+                candidates.Add(new RoutingCandidate(w, load.Requests, _kvUsage.GetValueOrDefault(w.InstanceId))
                 {
-                    ActiveBlocks = load?.Blocks ?? 0,
-                    PrefillBlocks = load?.PendingPrefill ?? 0,
+                    ActiveBlocks = load.Blocks,
+                    PrefillBlocks = load.PendingPrefill,
                     Waiting = _waiting.GetValueOrDefault(w.InstanceId),
                 });
             }
@@ -147,11 +150,14 @@ public sealed class WorkerRouter(IDiscovery discovery, IRoutingPolicy policy)
         private long _pendingPrefill;
         private int _requests;
 
-        public int Requests { get { lock (_gate) { return _requests; } } }
-
-        public long Blocks { get { lock (_gate) { return _blockRefs.Count + _unhashed; } } }
-
-        public long PendingPrefill { get { lock (_gate) { return _pendingPrefill; } } }
+        /// <summary>Requests, blocks (shared ones once) and blocks still to prefill, read together under one lock.</summary>
+        public (int Requests, long Blocks, long PendingPrefill) Read()
+        {
+            lock (_gate)
+            {
+                return (_requests, _blockRefs.Count + _unhashed, _pendingPrefill);
+            }
+        }
 
         public void Add(RequestShare share)
         {
