@@ -46,4 +46,10 @@ public sealed record EngineStats
 
     /// <summary>Decode worker: remote prefills that failed or were skipped for lack of capacity and ran locally, by reason.</summary>
     public IReadOnlyDictionary<string, long> PrefillFallbacks { get; init; } = new Dictionary<string, long>();
+
+    /// <summary>Prefill worker: remote prefills refused because they could not finish before the decode worker's deadline.</summary>
+    public long RemotePrefillsRefused { get; init; }
+
+    /// <summary>Prefill worker: prompt tokens of the prefills it accepted and has not finished.</summary>
+    public long PrefillBacklogTokens { get; init; }
 }

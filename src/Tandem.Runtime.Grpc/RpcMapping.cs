@@ -146,6 +146,8 @@ internal static class RpcMapping
             TokensGenerated = stats.TokensGenerated,
             RemotePrefills = stats.RemotePrefills,
             LocalPrefills = stats.LocalPrefills,
+            RemotePrefillsRefused = stats.RemotePrefillsRefused,
+            PrefillBacklogTokens = stats.PrefillBacklogTokens,
         };
         foreach (var (reason, count) in stats.PrefillFallbacks)
         {
@@ -173,6 +175,8 @@ internal static class RpcMapping
         RemotePrefills = reply.RemotePrefills,
         LocalPrefills = reply.LocalPrefills,
         PrefillFallbacks = new Dictionary<string, long>(reply.PrefillFallbacks, StringComparer.Ordinal),
+        RemotePrefillsRefused = reply.RemotePrefillsRefused,
+        PrefillBacklogTokens = reply.PrefillBacklogTokens,
     };
 
     private static void AddAll(Google.Protobuf.Collections.RepeatedField<int> field, IReadOnlyList<int> values)

@@ -31,6 +31,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     private long _remotePrefills;
     private long _localPrefills;
     private int _outstandingRemote;
+    private long _refusedRemotePrefills;
     private int _disposed;
 
     public EngineWorker(ServingEngine engine, WorkerInstance instance, bool ownsEngine = true)
@@ -65,6 +66,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     public WorkerInstance Instance { get; }
 
     public ServingEngine Engine => _engine;
+
+    /// <summary>Prefill side: the prefills accepted and not finished, and the learned rate (remote prefill admission).</summary>
+    public PrefillBacklog Backlog { get; } = new();
 
     /// <summary>The engine's KV memory for transports; register it with the transport servers under <see cref="WorkerServices.KvAddress"/>.</summary>
     public EngineKvAccess KvAccess { get; }
@@ -112,6 +116,8 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             RemotePrefills = Interlocked.Read(ref _remotePrefills),
             LocalPrefills = Interlocked.Read(ref _localPrefills),
             PrefillFallbacks = fallbacks,
+            RemotePrefillsRefused = Interlocked.Read(ref _refusedRemotePrefills),
+            PrefillBacklogTokens = Backlog.PendingTokens,
         });
     }
 
@@ -123,7 +129,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             throw new InvalidRequestException($"worker {Instance.InstanceId} does not serve context-only prefills");
         }
         ThrowIfDraining();
+        using var ticket = Backlog.TryAdmit(request.PromptTokens.Count, null, out _)!;
         var result = await _engine.PrefillAsync(request, cancellationToken).ConfigureAwait(false);
+        ticket.Completed(request.PromptTokens.Count - result.FirstToken.CachedPromptTokens);
         var first = FirstTokenOf(result.FirstToken, request);
         if (first.IsFinal || result.Kv is null)
         {
@@ -273,8 +281,8 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             };
             var answer = await services.Bus.RequestAsync(options.PrefillSubject(Instance.Model), PrefillProtocol.Encode(message), options.RemotePrefillTimeout, cancellationToken).ConfigureAwait(false);
             reply = PrefillProtocol.Decode<RemotePrefillReply>(answer.Payload);
-            failure = reply.Ok ? null : reply.TimedOut ? "timeout" : "prefill_error";
-            if (!reply.Ok)
+            failure = reply.Ok ? null : reply.Busy ? "prefill_busy" : reply.TimedOut ? "timeout" : "prefill_error";
+            if (!reply.Ok && !reply.Busy)
             {
                 Log.RemoteFailed(_logger, request.RequestId, reply.Error ?? "unknown error");
             }
@@ -414,6 +422,12 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             var request = PrefillProtocol.Decode<RemotePrefillRequest>(message.Payload);
             reply = await RunRemotePrefillAsync(request, cancellationToken).ConfigureAwait(false);
         }
+        catch (PrefillBusyException e)
+        {
+            Interlocked.Increment(ref _refusedRemotePrefills);
+            Log.Refused(_logger, e.RequestId, e.Estimate.TotalMilliseconds, e.Remaining.TotalMilliseconds);
+            reply = new RemotePrefillReply { Ok = false, Busy = true, Error = e.Message, EstimatedWaitMs = (long)e.Estimate.TotalMilliseconds, PrefillWorker = Instance.InstanceId };
+        }
         catch (Exception e) when (e is DeadlinePassedException or System.Text.Json.JsonException or InvalidRequestException or EngineOverloadedException or EngineUnavailableException or KvTransferException or OperationCanceledException or ArgumentException or InvalidOperationException)
         {
             reply = new RemotePrefillReply { Ok = false, Error = e.Message, TimedOut = e is DeadlinePassedException or OperationCanceledException, PrefillWorker = Instance.InstanceId };
@@ -438,11 +452,17 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             throw new KvTransferException($"model fingerprint {request.ModelFingerprint} of the decode worker differs from this prefill worker's {Instance.ModelFingerprint}");
         }
-        var remaining = DateTimeOffset.FromUnixTimeMilliseconds(request.DeadlineUnixMs) - DateTimeOffset.UtcNow;
+        var deadlineAt = DateTimeOffset.FromUnixTimeMilliseconds(request.DeadlineUnixMs);
+        var remaining = deadlineAt - DateTimeOffset.UtcNow;
         if (remaining <= TimeSpan.Zero)
         {
             throw new DeadlinePassedException("the decode worker's deadline passed before the prefill started");
         }
+        // Refuse what the queue ahead cannot let finish in time: the decode worker prefills it at once instead of
+        // after its timeout, and this worker does not compute a prefill nobody waits for.
+        var tokens = Math.Max(0, request.PromptTokens.Length - (request.FirstBlock * _engine.BlockSize));
+        using var ticket = Backlog.TryAdmit(tokens, deadlineAt, out var estimate)
+            ?? throw new PrefillBusyException(request.RequestId, estimate, remaining);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(remaining);
         var result = await _engine.PrefillAsync(request.ToGenerateRequest(), deadline.Token).ConfigureAwait(false);
@@ -463,6 +483,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             KvAccess.Withdraw(handle)?.Dispose();
         }
+        ticket.Completed(request.PromptTokens.Length - result.FirstToken.CachedPromptTokens);
         return new RemotePrefillReply
         {
             Ok = true,
@@ -489,6 +510,18 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
 
         [LoggerMessage(5, LogLevel.Debug, "request {RequestId}: pushed {Bytes} KV bytes in {Milliseconds:0.0} ms to {Destination}")]
         public static partial void Pushed(ILogger logger, string requestId, long bytes, double milliseconds, string destination);
+
+        [LoggerMessage(6, LogLevel.Information, "request {RequestId}: remote prefill refused: estimated {EstimateMs:0} ms to finish, the decode worker waits {RemainingMs:0} ms")]
+        public static partial void Refused(ILogger logger, string requestId, double estimateMs, double remainingMs);
+    }
+
+    /// <summary>The prefill queue ahead of a remote prefill would not let it finish before the decode worker's deadline.</summary>
+    private sealed class PrefillBusyException(string requestId, TimeSpan estimate, TimeSpan remaining)
+        : Exception($"this prefill worker estimates {estimate.TotalMilliseconds:0} ms to finish the prefill, the decode worker waits {remaining.TotalMilliseconds:0} ms")
+    {
+        public string RequestId { get; } = requestId;
+        public TimeSpan Estimate { get; } = estimate;
+        public TimeSpan Remaining { get; } = remaining;
     }
 
     /// <summary>A remote prefill arrived after the decode worker stopped waiting for it.</summary>

@@ -49,6 +49,12 @@ internal sealed record RemotePrefillReply
     /// <summary>The decode worker's deadline passed on the prefill side (counted as a timeout, not an error).</summary>
     public bool TimedOut { get; init; }
 
+    /// <summary>Refused before any work: the prefill worker's queue would not let it finish before the deadline.</summary>
+    public bool Busy { get; init; }
+
+    /// <summary>With <see cref="Busy"/>: the prefill worker's estimate of how long the prefill would have taken.</summary>
+    public long EstimatedWaitMs { get; init; }
+
     public int FirstToken { get; init; }
     public float FirstLogprob { get; init; }
     public int CachedPromptTokens { get; init; }

@@ -164,6 +164,43 @@ public class DisaggregationTests
     }
 
     [Fact]
+    public async Task SlowPrefillWorker_RefusesWhatItCannotFinishInTime_DecodeWorkerPrefillsAtOnce()
+    {
+        List<string> aggregated;
+        await using (var agg = await Start(ServeMode.Aggregated))
+        {
+            aggregated = await Outputs(agg);
+        }
+        // The decode worker waits at most 400 ms for a remote prefill.
+        await using var server = await Start(ServeMode.Disaggregated, disagg: new DisaggregationOptions { MaxLocalPrefillLength = 8, RemotePrefillTimeout = TimeSpan.FromMilliseconds(400) });
+        var prefill = server.Workers.Single(w => w.Instance.Role == Tandem.Abstractions.WorkerRole.Prefill);
+        // Teach the prefill worker that it is slow: one prefill of MinSampleTokens tokens that took at least a second,
+        // so ≥ 31 ms per token and every long prompt (over 20 tokens) is estimated past the 400 ms.
+        using (var slow = prefill.Backlog.TryAdmit(PrefillBacklog.MinSampleTokens, null, out _)!)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            slow.Completed(PrefillBacklog.MinSampleTokens);
+        }
+        Assert.True(prefill.Backlog.SecondsPerToken >= 1.0 / PrefillBacklog.MinSampleTokens);
+
+        Assert.Equal(aggregated, await Outputs(server));
+        var decode = await Decode(server).GetStatsAsync();
+        // Refused before any work, so the fallback says why (not a timeout after 400 ms), and nothing was computed twice.
+        Assert.Equal(0, decode.RemotePrefills);
+        Assert.Equal(3, decode.PrefillFallbacks["prefill_busy"]);
+        Assert.False(decode.PrefillFallbacks.ContainsKey("timeout"));
+        var prefillStats = await prefill.GetStatsAsync();
+        Assert.Equal(3, prefillStats.RemotePrefillsRefused);
+        Assert.Equal(0, prefillStats.PromptTokensComputed);
+        Assert.Equal(0, prefillStats.PrefillBacklogTokens);
+        using var http = Stories260KServer.Client(server);
+        var metrics = await http.GetStringAsync("metrics");
+        Assert.Contains("tandem_worker_remote_prefills_refused_total{worker=\"prefill-0\",model=\"stories260K\"} 3", metrics, StringComparison.Ordinal);
+        Assert.Contains("reason=\"prefill_busy\"} 3", metrics, StringComparison.Ordinal);
+        await AssertNoLeaksAsync(server);
+    }
+
+    [Fact]
     public async Task PrefillFirst_ManyConcurrentRequests_AllCorrectNoLeaks()
     {
         await using var server = await Start(ServeMode.Disaggregated, DisaggregationStrategy.PrefillFirst, prefillWorkers: 2, decodeWorkers: 2);

@@ -36,6 +36,8 @@ public sealed class FrontendMetrics
         WorkerWaiting = f.CreateGauge("tandem_worker_waiting_requests", "Requests waiting in the worker's queue", ["worker", "model"]);
         WorkerRemotePrefills = f.CreateGauge("tandem_worker_remote_prefills_total", "Prompts the decode worker had prefilled by a prefill worker", ["worker", "model"]);
         WorkerLocalPrefills = f.CreateGauge("tandem_worker_local_prefills_total", "Prompts the worker prefilled itself", ["worker", "model"]);
+        WorkerRemotePrefillsRefused = f.CreateGauge("tandem_worker_remote_prefills_refused_total", "Remote prefills the prefill worker refused because it could not finish them before the decode worker's deadline", ["worker", "model"]);
+        WorkerPrefillBacklog = f.CreateGauge("tandem_worker_prefill_backlog_tokens", "Prompt tokens the prefill worker accepted and has not finished", ["worker", "model"]);
         WorkerPrefillFallbacks = f.CreateGauge("tandem_worker_prefill_fallbacks_total", "Remote prefills that fell back to a local prefill, by reason", ["worker", "model", "reason"]);
         WorkerPreemptions = f.CreateGauge("tandem_worker_preemptions", "Sequences preempted by the worker since start", ["worker", "model"]);
         WorkerPrefixQueried = f.CreateGauge("tandem_worker_prefix_cache_queried_tokens", "Prompt tokens looked up in the worker's prefix cache since start", ["worker", "model"]);
@@ -63,6 +65,8 @@ public sealed class FrontendMetrics
     public Gauge WorkerRemotePrefills { get; }
     public Gauge WorkerLocalPrefills { get; }
     public Gauge WorkerPrefillFallbacks { get; }
+    public Gauge WorkerRemotePrefillsRefused { get; }
+    public Gauge WorkerPrefillBacklog { get; }
     public Gauge WorkerPrefixQueried { get; }
     public Gauge WorkerPrefixHits { get; }
 
@@ -79,6 +83,8 @@ public sealed class FrontendMetrics
         WorkerPreemptions.WithLabels(labels).Set(stats.Preemptions);
         WorkerRemotePrefills.WithLabels(labels).Set(stats.RemotePrefills);
         WorkerLocalPrefills.WithLabels(labels).Set(stats.LocalPrefills);
+        WorkerRemotePrefillsRefused.WithLabels(labels).Set(stats.RemotePrefillsRefused);
+        WorkerPrefillBacklog.WithLabels(labels).Set(stats.PrefillBacklogTokens);
         foreach (var (reason, count) in stats.PrefillFallbacks)
         {
             WorkerPrefillFallbacks.WithLabels(worker.InstanceId, worker.Model, reason).Set(count);
@@ -107,7 +113,7 @@ public sealed class FrontendMetrics
         foreach (var (worker, stats) in gone)
         {
             string[] labels = [worker.InstanceId, worker.Model];
-            foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions, WorkerRemotePrefills, WorkerLocalPrefills, WorkerPrefixQueried, WorkerPrefixHits })
+            foreach (var g in new[] { WorkerKvUsage, WorkerKvHitRatio, WorkerRunning, WorkerWaiting, WorkerPreemptions, WorkerRemotePrefills, WorkerLocalPrefills, WorkerRemotePrefillsRefused, WorkerPrefillBacklog, WorkerPrefixQueried, WorkerPrefixHits })
             {
                 g.RemoveLabelled(labels);
             }
