@@ -12,7 +12,10 @@ namespace Tandem.Benchmarks;
 /// transport on loopback, push and pull, next to the physical limits measured in the same run: <c>memcpy</c> copies the
 /// same bytes from the source arrays into the destination arrays on one thread, <c>tcp-raw</c> sends them over one
 /// loopback socket in chunks of <see cref="KvTransferOptions.MaxChunkBytes"/> straight into the destination arrays (no
-/// framing, checksums or acknowledgements). GB/s = 75,497,472 bytes ÷ mean.
+/// framing, checksums or acknowledgements). GB/s = 75,497,472 bytes ÷ mean. <c>shm</c> is the worker's case: the peer's
+/// KV pool is a shared-memory file (engine layout, the lease's 64 blocks scattered over a 128-block pool, no two
+/// consecutive) and the client copies straight into or out of it; <c>shm-staged</c> is the same through a staging
+/// segment (two copies, what a peer with a private pool gets).
 /// </summary>
 [MemoryDiagnoser]
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "Disposed in GlobalCleanup.")]
@@ -22,6 +25,8 @@ public class KvTransferBenchmarks
 
     private ArrayKvBlockAccess _local = null!;
     private ArrayKvBlockAccess _remote = null!;
+    private Tandem.Transfer.Tests.SharedPoolKvBlockAccess? _pool;
+    private long _remoteHandle = 1;
     private KvTransferServer? _server;
     private IKvTransport _transport = null!;
     private string _address = "";
@@ -32,7 +37,7 @@ public class KvTransferBenchmarks
     private readonly SemaphoreSlim _rawStart = new(0);
     private readonly SemaphoreSlim _rawDone = new(0);
 
-    [Params("memcpy", "tcp-raw", "inproc", "tcp", "shm")]
+    [Params("memcpy", "tcp-raw", "inproc", "tcp", "shm", "shm-staged")]
     public string Transport { get; set; } = "tcp";
 
     [Params(64)]
@@ -70,8 +75,15 @@ public class KvTransferBenchmarks
                 _transport = new TcpKvTransport();
                 _address = _server.TcpAddress;
                 break;
-            default:
+            case "shm-staged":
                 _server = new KvTransferServer(_remote);
+                _transport = new SharedMemoryKvTransport(KvTransferOptions.Default with { DirectSharedMemory = false });
+                _address = _server.SharedMemoryAddress;
+                break;
+            default:
+                _pool = new Tandem.Transfer.Tests.SharedPoolKvBlockAccess(Layout, 2 * Blocks, KvTransferOptions.Default.SharedMemoryDirectory);
+                _remoteHandle = _pool.AddLease([.. Enumerable.Range(0, Blocks).Select(i => 2 * (Blocks - 1 - i))], random: new Random(2));
+                _server = new KvTransferServer(_pool);
                 _transport = new SharedMemoryKvTransport();
                 _address = _server.SharedMemoryAddress;
                 break;
@@ -87,6 +99,7 @@ public class KvTransferBenchmarks
         _rawThread?.Join();
         (_transport as IAsyncDisposable)?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _server?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _pool?.Dispose();
     }
 
     [Benchmark]
@@ -94,7 +107,7 @@ public class KvTransferBenchmarks
     {
         "memcpy" => Memcpy(_local, _remote),
         "tcp-raw" => RawSend(_local),
-        _ => _transport.PushAsync(_local, 1, _address, 1, 0, Blocks),
+        _ => _transport.PushAsync(_local, 1, _address, _remoteHandle, 0, Blocks),
     };
 
     [Benchmark]
@@ -102,7 +115,7 @@ public class KvTransferBenchmarks
     {
         "memcpy" => Memcpy(_remote, _local),
         "tcp-raw" => RawSend(_local),
-        _ => _transport.PullAsync(_address, 1, _local, 1, 0, Blocks),
+        _ => _transport.PullAsync(_address, _remoteHandle, _local, 1, 0, Blocks),
     };
 
     /// <summary>The same bytes copied once, source arrays to destination arrays, layer by layer on one thread.</summary>

@@ -42,6 +42,36 @@ public interface IKvBlockAccess
 }
 
 /// <summary>
+/// KV memory whose pool is a file in a shared-memory directory, so that a transport of a peer on the same host maps it
+/// and copies blocks in or out directly (one copy, no staging segment). The pool holds, for each layer, the keys of all
+/// <see cref="PoolBlocks"/> blocks then their values, each block <see cref="KvLayout.FloatsPerBlockLayer"/> floats:
+/// see <see cref="PoolByteOffset"/>.
+/// </summary>
+public interface ISharedKvBlockAccess : IKvBlockAccess
+{
+    /// <summary>Name prefix of pool files in the shared-memory directory (the rest: <c>{pid}-{random}</c>).</summary>
+    const string PoolFilePrefix = "tandem-kvpool-";
+
+    /// <summary>Path of the pool file; null when the pool is private memory (then peers use a staging segment).</summary>
+    string? PoolFile { get; }
+
+    /// <summary>Blocks in the pool.</summary>
+    int PoolBlocks { get; }
+
+    /// <summary>
+    /// Pins blocks <c>[first, first+count)</c> of the lease <paramref name="handle"/> for a peer's direct copy and writes
+    /// their physical block ids into <paramref name="physicalBlocks"/>. Until the pin is disposed the lease cannot be
+    /// withdrawn (withdrawal waits), so the blocks are not given to another sequence while the peer copies. With
+    /// <paramref name="write"/> the range must not touch the lease's cached (shared) blocks.
+    /// </summary>
+    IDisposable Pin(long handle, int first, int count, bool write, Span<int> physicalBlocks);
+
+    /// <summary>Byte offset in a pool of <paramref name="poolBlocks"/> blocks of the keys (side 0) or values (side 1) of a block for a layer.</summary>
+    static long PoolByteOffset(KvLayout layout, int poolBlocks, int layer, int side, int block) =>
+        ((((long)layer * 2) + side) * poolBlocks + block) * layout.FloatsPerBlockLayer * sizeof(float);
+}
+
+/// <summary>
 /// Moves KV blocks between workers. Addresses name the transport: <c>inproc://name</c>, <c>tcp://host:port</c>,
 /// <c>shm://host:port</c>. Blocks keep their index: block i of the source lease goes to block i of the destination lease.
 /// </summary>

@@ -38,6 +38,9 @@ public sealed class KvBlockLease : IDisposable
 
     internal int[] BlockArray { get; }
 
+    /// <summary>The KV pool's physical ids of blocks <c>[first, first+count)</c> of the lease.</summary>
+    public void CopyPhysicalBlocks(int first, int count, Span<int> destination) => BlockArray.AsSpan(first, count).CopyTo(destination);
+
     /// <summary>Marks the lease as no longer held; true for the one caller that gets to release or adopt its blocks.</summary>
     internal bool TryClaim() => Interlocked.Exchange(ref _state, 1) == 0;
 

@@ -55,7 +55,7 @@ public sealed class ServingEngine : IDisposable
     private int _waitingCount;
 
     public ServingEngine(Transformer model, IEnumerable<int> modelStopTokens, ServingOptions? options = null)
-        : this(modelStopTokens, options, (stops, o) => new TransformerStepCompute(model ?? throw new ArgumentNullException(nameof(model)), stops, o.MaxNumSeqs))
+        : this(modelStopTokens, options, (stops, o) => new TransformerStepCompute(model ?? throw new ArgumentNullException(nameof(model)), stops, o.MaxNumSeqs, o.KvSharedMemoryDirectory))
     {
     }
 
@@ -91,6 +91,15 @@ public sealed class ServingEngine : IDisposable
 
     /// <summary>True for the mocker engine: steps are timed, not computed, and there is no KV memory to transfer.</summary>
     public bool IsMocker => _compute.Cache is null;
+
+    /// <summary>The shared-memory file holding the KV pool (see <see cref="ServingOptions.KvSharedMemoryDirectory"/>); null when private.</summary>
+    public string? KvPoolFile => _compute.Cache?.SharedFile;
+
+    /// <summary>Blocks in the KV pool (the pool's layout: per layer, keys of all blocks then values of all blocks).</summary>
+    public int KvPoolBlocks => _compute.Cache?.NumBlocks ?? 0;
+
+    /// <summary>Why the KV pool is private although a shared-memory directory was given; null otherwise.</summary>
+    public string? KvPoolSharedMemoryFailure => _compute.Cache?.SharedMemoryFailure;
 
     private PagedKvCache KvMemory => _compute.Cache ?? throw new NotSupportedException("the mocker engine holds no KV data to export or import");
     public KvBlockManager Blocks { get; }

@@ -29,6 +29,12 @@ public sealed record ServingOptions
     /// <summary>KV events kept for a slow or absent reader before the oldest are dropped.</summary>
     public int KvEventCapacity { get; init; } = 65536;
 
+    /// <summary>
+    /// When set, the KV pool is a file in this shared-memory directory (e.g. /dev/shm) so that KV transports of workers on
+    /// the same host copy blocks straight into or out of it; private memory when null or when the file cannot be made.
+    /// </summary>
+    public string? KvSharedMemoryDirectory { get; init; }
+
     /// <summary>How long KV blocks retained after a prefill stay pinned when no one releases them.</summary>
     public TimeSpan RetainedKvTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

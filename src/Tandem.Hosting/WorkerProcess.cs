@@ -80,7 +80,14 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             var name = options.ServedModelName ?? loaded.Artifact.Name;
             var id = options.InstanceId ?? $"{options.Role.ToString().ToLowerInvariant()}-{Environment.MachineName}-{Environment.ProcessId}";
             var fingerprint = ModelSource.Fingerprint(loaded);
-            var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, options.Serving);
+            // With shared memory on, the KV pool is a file in the shared-memory directory: peers on this host copy blocks
+            // straight into or out of it (one copy per transfer).
+            var serving = options.SharedMemory ? options.Serving with { KvSharedMemoryDirectory = KvTransferOptions.Default.SharedMemoryDirectory } : options.Serving;
+            var engine = new ServingEngine(loaded.Transformer, loaded.Tokenizer.StopTokenIds, serving);
+            if (engine.KvPoolSharedMemoryFailure is { } failure)
+            {
+                Log.PrivateKvPool(process._logger, failure);
+            }
             var access = new EngineKvAccess(engine, fingerprint);
             var kvServer = new KvTransferServer(access, options.Host, options.KvPort);
             process._owned.Add(kvServer);
@@ -170,6 +177,9 @@ public sealed partial class WorkerProcess : IAsyncDisposable
 
     private static partial class Log
     {
+        [LoggerMessage(5, LogLevel.Warning, "the KV pool is in private memory, not shared memory ({Reason}): KV transfers with workers on this host take two copies instead of one")]
+        public static partial void PrivateKvPool(ILogger logger, string reason);
+
         [LoggerMessage(1, LogLevel.Information, "worker {Id} ({Role}) serving {Model}: request plane {Rpc}, KV {Kv}")]
         public static partial void Started(ILogger logger, string id, string role, string model, string rpc, string kv);
     }

@@ -52,6 +52,9 @@ internal sealed class KvConnection : IAsyncDisposable
     /// <summary>The layout both ends agreed on in the handshake.</summary>
     public KvLayout? Layout { get; set; }
 
+    /// <summary>Client side: the server said its KV pool is a shared-memory file (direct copies possible on its host).</summary>
+    public bool PeerSharesPool { get; set; }
+
     /// <summary>True when the peer has closed or reset the socket (checked before reusing a pooled connection).</summary>
     public bool LooksClosed()
     {

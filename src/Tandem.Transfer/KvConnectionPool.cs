@@ -80,6 +80,7 @@ internal sealed class KvConnectionPool(string scheme, KvTransferOptions options)
                 {
                     throw new KvProtocolException(KvErrorCode.Version, $"{address} answered the handshake with an unsupported protocol version");
                 }
+                connection.PeerSharesPool = payload.Length >= 2 && (payload.Slice(1, 1).FirstSpan[0] & KvFrames.SharedPoolFlag) != 0;
                 connection.Consume();
             }
             connection.Layout = layout;

@@ -21,6 +21,8 @@ internal enum KvFrameType : byte
     ShmWrite = 32,
     ShmRead = 33,
     ShmLayer = 34,
+    ShmDirect = 35,
+    ShmPool = 36,
 }
 
 /// <summary>Codes carried by an error frame.</summary>
@@ -51,7 +53,10 @@ internal sealed class KvConnectionClosedException(string message) : KvTransferEx
 internal static class KvFrames
 {
     public const ushort Magic = 0x4B54;
-    public const byte Version = 2;
+    public const byte Version = 3;
+
+    /// <summary>HELLO_OK flag: the server's KV pool is a shared-memory file a client on its host may copy into or out of (SHM_DIRECT).</summary>
+    public const byte SharedPoolFlag = 1;
     public const int HeaderBytes = 8;
 
     /// <summary>Chunk payload header: sequence u32, layer i32, first block i32, block count i32, XXH3-64 checksum u64.</summary>
@@ -231,6 +236,53 @@ internal static class KvFrames
         var path = ReadString(ref reader, "shared-memory request");
         ExpectEnd(ref reader, "shared-memory request");
         return (handle, first, count, bytes, path);
+    }
+
+    /// <summary>SHM_POOL: pool file path, pool bytes i64, pool blocks i32, block count i32, then the physical block ids (i32 each).</summary>
+    public static byte[] EncodeShmPool(string path, long poolBytes, int poolBlocks, ReadOnlySpan<int> blocks)
+    {
+        var text = Encoding.UTF8.GetBytes(path);
+        if (text.Length > MaxStringBytes)
+        {
+            throw new KvTransferException($"the KV pool path {path} is too long for the transfer protocol");
+        }
+        var payload = new byte[2 + text.Length + 8 + 4 + 4 + (4 * blocks.Length)];
+        var span = payload.AsSpan();
+        BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)text.Length);
+        text.CopyTo(span[2..]);
+        var at = 2 + text.Length;
+        BinaryPrimitives.WriteInt64LittleEndian(span[at..], poolBytes);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(at + 8)..], poolBlocks);
+        BinaryPrimitives.WriteInt32LittleEndian(span[(at + 12)..], blocks.Length);
+        at += 16;
+        foreach (var b in blocks)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(span[at..], b);
+            at += 4;
+        }
+        return payload;
+    }
+
+    /// <summary>Reads SHM_POOL, checking that every block id lies in the pool.</summary>
+    public static (string Path, long PoolBytes, int PoolBlocks, int[] Blocks) DecodeShmPool(ReadOnlySequence<byte> payload)
+    {
+        var reader = new SequenceReader<byte>(payload);
+        var path = ReadString(ref reader, "shared pool");
+        if (!reader.TryReadLittleEndian(out long poolBytes) || !reader.TryReadLittleEndian(out int poolBlocks) ||
+            !reader.TryReadLittleEndian(out int count) || poolBytes <= 0 || poolBlocks <= 0 || count < 0 || reader.Remaining != 4L * count)
+        {
+            throw Malformed("shared pool");
+        }
+        var blocks = new int[count];
+        for (var i = 0; i < count; i++)
+        {
+            reader.TryReadLittleEndian(out blocks[i]);
+            if ((uint)blocks[i] >= (uint)poolBlocks)
+            {
+                throw new KvProtocolException(KvErrorCode.Protocol, $"malformed KV shared pool frame: block {blocks[i]} outside a pool of {poolBlocks}");
+            }
+        }
+        return (path, poolBytes, poolBlocks, blocks);
     }
 
     private static string ReadString(ref SequenceReader<byte> reader, string what)

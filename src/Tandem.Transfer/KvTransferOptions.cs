@@ -41,6 +41,12 @@ public sealed record KvTransferOptions
     /// <summary>Shared-memory segments a server keeps mapped between transfers (least recently used dropped first).</summary>
     public int MaxMappedSegments { get; init; } = 64;
 
+    /// <summary>
+    /// Copy straight into or out of a peer's KV pool when it lives in shared memory (one copy); false forces the staging
+    /// segment (two copies), kept for comparison in benchmarks.
+    /// </summary>
+    public bool DirectSharedMemory { get; init; } = true;
+
     /// <summary>Pool of the chunk buffers (tests count rentals through it).</summary>
     internal ArrayPool<float> FloatPool { get; init; } = ArrayPool<float>.Shared;
 

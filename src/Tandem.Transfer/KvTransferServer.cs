@@ -72,6 +72,9 @@ public sealed class KvTransferServer : IAsyncDisposable
     /// </summary>
     public string AdvertisedAddress => SameHostKvTransport.Advertise(TcpAddress, SharedMemorySegment.DomainId(Options.SharedMemoryDirectory));
 
+    /// <summary>The served KV memory when its pool is a shared-memory file (clients on this host then copy directly).</summary>
+    private ISharedKvBlockAccess? SharedPool => _access is ISharedKvBlockAccess { PoolFile: not null } shared ? shared : null;
+
     /// <summary>Shared-memory segments mapped now (kept between transfers).</summary>
     public int MappedSegments => _mappings.Count;
 
@@ -162,6 +165,9 @@ public sealed class KvTransferServer : IAsyncDisposable
                         case KvFrameType.ShmRead:
                             await ServeSharedMemoryAsync(connection, payload, write: false).ConfigureAwait(false);
                             break;
+                        case KvFrameType.ShmDirect:
+                            await ServeDirectAsync(connection, payload).ConfigureAwait(false);
+                            break;
                         default:
                             throw new KvProtocolException(KvErrorCode.Protocol, $"unexpected {type} frame where a request was expected");
                     }
@@ -212,7 +218,7 @@ public sealed class KvTransferServer : IAsyncDisposable
             throw new KvProtocolException(KvErrorCode.LayoutMismatch, $"KV layout mismatch, transfer refused: {mismatch}");
         }
         connection.Layout = layout;
-        connection.WriteFrame(KvFrameType.HelloOk, [KvFrames.Version]);
+        connection.WriteFrame(KvFrameType.HelloOk, [KvFrames.Version, SharedPool is null ? (byte)0 : KvFrames.SharedPoolFlag]);
         await connection.FlushAsync("the handshake reply").ConfigureAwait(false);
     }
 
@@ -274,29 +280,69 @@ public sealed class KvTransferServer : IAsyncDisposable
                     await connection.FlushAsync("a layer notice").ConfigureAwait(false);
                 }
             }
-            if (write)
-            {
-                var (layers, total) = KvConnection.DecodeEnd(await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false));
-                connection.Consume();
-                if (layers != (uint)layout.NumLayers || total != bytes)
-                {
-                    throw new KvProtocolException(KvErrorCode.Protocol, $"shared-memory write ended with {layers} layers / {total} bytes, expected {layout.NumLayers} / {bytes}");
-                }
-                connection.WriteFrame(KvFrameType.EndAck, default);
-                await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
-            }
-            else
-            {
-                connection.WriteEnd((uint)layout.NumLayers, bytes);
-                await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
-                await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
-                connection.Consume();
-            }
         }
         finally
         {
+            // Released before the last frame of the exchange, so the client's next transfer (which may map a new segment
+            // after deleting this one) finds the mapping idle and evictable.
             _mappings.Release(mapping);
         }
+        if (write)
+        {
+            var (layers, total) = KvConnection.DecodeEnd(await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false));
+            connection.Consume();
+            if (layers != (uint)layout.NumLayers || total != bytes)
+            {
+                throw new KvProtocolException(KvErrorCode.Protocol, $"shared-memory write ended with {layers} layers / {total} bytes, expected {layout.NumLayers} / {bytes}");
+            }
+            connection.WriteFrame(KvFrameType.EndAck, default);
+            await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
+        }
+        else
+        {
+            connection.WriteEnd((uint)layout.NumLayers, bytes);
+            await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+            await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+            connection.Consume();
+        }
+    }
+
+    /// <summary>
+    /// SHM_DIRECT: the client copies into (push) or out of (pull) our KV pool itself. We pin the lease's blocks, tell it the
+    /// pool file and the blocks' physical ids, and hold the pin until its END (or until the connection fails or times out:
+    /// the pin never outlives the connection, so a killed client frees the blocks).
+    /// </summary>
+    private async Task ServeDirectAsync(KvConnection connection, System.Buffers.ReadOnlySequence<byte> payload)
+    {
+        var (handle, first, count, mode) = KvFrames.DecodeRequest(payload, "direct shared-memory request");
+        connection.Consume();
+        var shared = SharedPool ?? throw new KvProtocolException(KvErrorCode.SharedMemory, "this worker's KV pool is not in shared memory");
+        var write = mode == 1;
+        var lease = _access.Describe(handle);
+        if (write)
+        {
+            KvTransferChecks.Writable(lease, handle, first, count);
+        }
+        else
+        {
+            KvTransferChecks.Range(lease, first, count, "source");
+        }
+        var layout = _access.Layout;
+        var blocks = new int[count];
+        using (shared.Pin(handle, first, count, write, blocks))
+        {
+            var poolBytes = 2L * layout.NumLayers * shared.PoolBlocks * layout.FloatsPerBlockLayer * sizeof(float);
+            connection.WriteFrame(KvFrameType.ShmPool, KvFrames.EncodeShmPool(shared.PoolFile!, poolBytes, shared.PoolBlocks, blocks));
+            await connection.FlushAsync("the shared pool").ConfigureAwait(false);
+            var (layers, total) = KvConnection.DecodeEnd(await connection.ExpectAsync(KvFrameType.End, "the end of a direct transfer").ConfigureAwait(false));
+            connection.Consume();
+            if (layers != (uint)layout.NumLayers || total != (long)count * layout.BytesPerBlock)
+            {
+                throw new KvProtocolException(KvErrorCode.Protocol, $"direct transfer ended with {layers} layers / {total} bytes, expected {layout.NumLayers} / {(long)count * layout.BytesPerBlock}");
+            }
+        }
+        connection.WriteFrame(KvFrameType.EndAck, default);
+        await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
     }
 
     /// <summary>Stops listening, closes every connection (transfers in flight fail on the client side) and waits for their tasks.</summary>

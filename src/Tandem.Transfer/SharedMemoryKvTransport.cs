@@ -25,12 +25,14 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
     private readonly KvConnectionPool _pool;
     private readonly ConcurrentDictionary<string, List<SharedMemorySegment>> _segments = new(StringComparer.Ordinal);
     private readonly Lazy<string?> _domainId;
+    private readonly SharedMemoryMappings _peerPools;
     private int _disposed;
 
     public SharedMemoryKvTransport(KvTransferOptions? options = null)
     {
         Options = (options ?? KvTransferOptions.Default).Validate();
         _pool = new KvConnectionPool(Scheme, Options);
+        _peerPools = new SharedMemoryMappings(Options);
         _domainId = new Lazy<string?>(() => SharedMemorySegment.DomainId(Options.SharedMemoryDirectory));
         SharedMemorySegment.SweepOrphans(Options.SharedMemoryDirectory);
     }
@@ -61,102 +63,180 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(source);
         KvTransferChecks.Range(source.Describe(sourceHandle), first, count, "source");
-        KvConnectionPool.ParseAddress(Scheme, destination);
-        cancellationToken.ThrowIfCancellationRequested();
-        var start = Stopwatch.GetTimestamp();
-        var layout = source.Layout;
-        var bytes = SharedMemorySegment.BytesFor(layout, count);
-        var segment = RentSegment(destination, bytes);
-        var segmentHealthy = false;
-        try
-        {
-            var connection = await _pool.RentAsync(destination, layout, cancellationToken).ConfigureAwait(false);
-            var healthy = false;
-            try
-            {
-                using (connection.BeginOperation(cancellationToken))
-                {
-                    connection.WriteFrame(KvFrameType.ShmWrite, KvFrames.EncodeShmRequest(destinationHandle, first, count, segment.Length, segment.Path));
-                    await connection.FlushAsync("the shared-memory write request").ConfigureAwait(false);
-                    // The server copies layer l out of the segment while we copy layer l + 1 in.
-                    for (var layer = 0; layer < layout.NumLayers; layer++)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        source.Read(sourceHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
-                        connection.WriteCounter(KvFrameType.ShmLayer, (uint)layer);
-                        await connection.FlushAsync("a layer notice").ConfigureAwait(false);
-                    }
-                    connection.WriteEnd((uint)layout.NumLayers, bytes);
-                    await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
-                    await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
-                    connection.Consume();
-                    healthy = true;
-                }
-            }
-            finally
-            {
-                await _pool.ReturnAsync(destination, connection, healthy).ConfigureAwait(false);
-            }
-            segmentHealthy = true;
-        }
-        finally
-        {
-            ReturnSegment(destination, segment, segmentHealthy);
-        }
-        KvTransferMetrics.Record("shm", "push", count * layout.BytesPerBlock, Stopwatch.GetElapsedTime(start));
+        await TransferAsync(destination, source, sourceHandle, destinationHandle, first, count, push: true, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task PullAsync(string source, long sourceHandle, IKvBlockAccess destination, long destinationHandle, int first, int count, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(destination);
         KvTransferChecks.Writable(destination.Describe(destinationHandle), destinationHandle, first, count);
-        KvConnectionPool.ParseAddress(Scheme, source);
+        await TransferAsync(source, destination, destinationHandle, sourceHandle, first, count, push: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// One transfer between our lease <paramref name="localHandle"/> and the peer's <paramref name="remoteHandle"/>:
+    /// straight into or out of the peer's KV pool when it lives in shared memory (one copy), else through a segment.
+    /// </summary>
+    private async Task TransferAsync(string address, IKvBlockAccess local, long localHandle, long remoteHandle, int first, int count, bool push, CancellationToken cancellationToken)
+    {
+        KvConnectionPool.ParseAddress(Scheme, address);
         cancellationToken.ThrowIfCancellationRequested();
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!IsAvailable)
+        {
+            throw new KvTransferException($"shared memory is unavailable: the directory {Options.SharedMemoryDirectory} does not exist (use a tcp:// address instead)");
+        }
         var start = Stopwatch.GetTimestamp();
+        var layout = local.Layout;
+        var connection = await _pool.RentAsync(address, layout, cancellationToken).ConfigureAwait(false);
+        var healthy = false;
+        try
+        {
+            using (connection.BeginOperation(cancellationToken))
+            {
+                if (connection.PeerSharesPool && Options.DirectSharedMemory)
+                {
+                    await DirectAsync(connection, local, localHandle, remoteHandle, first, count, push, cancellationToken).ConfigureAwait(false);
+                }
+                else if (push)
+                {
+                    await SegmentPushAsync(connection, address, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await SegmentPullAsync(connection, address, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
+                }
+                healthy = true;
+            }
+        }
+        finally
+        {
+            await _pool.ReturnAsync(address, connection, healthy).ConfigureAwait(false);
+        }
+        KvTransferMetrics.Record("shm", push ? "push" : "pull", count * layout.BytesPerBlock, Stopwatch.GetElapsedTime(start));
+    }
+
+    /// <summary>
+    /// SHM_DIRECT: the peer pins its blocks and names its pool file and their physical ids; we copy each layer between our
+    /// lease and the mapped pool (runs of consecutive ids in one call), then END releases the pin.
+    /// </summary>
+    private async Task DirectAsync(KvConnection connection, IKvBlockAccess local, long localHandle, long remoteHandle, int first, int count, bool push, CancellationToken cancellationToken)
+    {
+        var layout = local.Layout;
+        connection.WriteRequest(KvFrameType.ShmDirect, remoteHandle, first, count, push ? 1 : 0);
+        await connection.FlushAsync("the direct shared-memory request").ConfigureAwait(false);
+        var (path, poolBytes, poolBlocks, blocks) = KvFrames.DecodeShmPool(await connection.ExpectAsync(KvFrameType.ShmPool, "the peer's shared pool").ConfigureAwait(false));
+        connection.Consume();
+        if (blocks.Length != count)
+        {
+            throw new KvProtocolException(KvErrorCode.Protocol, $"{connection.Peer} named {blocks.Length} blocks for a transfer of {count}");
+        }
+        var mapping = _peerPools.Acquire(path, poolBytes);
+        try
+        {
+            CopyLayers(mapping.Segment, layout, poolBlocks, blocks, local, localHandle, first, push, cancellationToken);
+        }
+        finally
+        {
+            _peerPools.Release(mapping);
+        }
+        connection.WriteEnd((uint)layout.NumLayers, count * layout.BytesPerBlock);
+        await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+        await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+        connection.Consume();
+    }
+
+    private static void CopyLayers(SharedMemorySegment pool, KvLayout layout, int poolBlocks, int[] blocks, IKvBlockAccess local, long localHandle, int first, bool push, CancellationToken cancellationToken)
+    {
+        var floats = layout.FloatsPerBlockLayer;
+        for (var layer = 0; layer < layout.NumLayers; layer++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            for (var i = 0; i < blocks.Length;)
+            {
+                // Blocks with consecutive physical ids are contiguous in the pool: one copy for the run.
+                var run = 1;
+                while (i + run < blocks.Length && blocks[i + run] == blocks[i] + run)
+                {
+                    run++;
+                }
+                var keys = pool.Floats(ISharedKvBlockAccess.PoolByteOffset(layout, poolBlocks, layer, 0, blocks[i]), run * floats);
+                var values = pool.Floats(ISharedKvBlockAccess.PoolByteOffset(layout, poolBlocks, layer, 1, blocks[i]), run * floats);
+                if (push)
+                {
+                    local.Read(localHandle, layer, first + i, run, keys, values);
+                }
+                else
+                {
+                    local.Write(localHandle, layer, first + i, run, keys, values);
+                }
+                i += run;
+            }
+        }
+    }
+
+    private async Task SegmentPushAsync(KvConnection connection, string destination, IKvBlockAccess source, long sourceHandle, long destinationHandle, int first, int count, CancellationToken cancellationToken)
+    {
+        var layout = source.Layout;
+        var bytes = SharedMemorySegment.BytesFor(layout, count);
+        var segment = RentSegment(destination, bytes);
+        var segmentHealthy = false;
+        try
+        {
+            connection.WriteFrame(KvFrameType.ShmWrite, KvFrames.EncodeShmRequest(destinationHandle, first, count, segment.Length, segment.Path));
+            await connection.FlushAsync("the shared-memory write request").ConfigureAwait(false);
+            // The server copies layer l out of the segment while we copy layer l + 1 in.
+            for (var layer = 0; layer < layout.NumLayers; layer++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                source.Read(sourceHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+                connection.WriteCounter(KvFrameType.ShmLayer, (uint)layer);
+                await connection.FlushAsync("a layer notice").ConfigureAwait(false);
+            }
+            connection.WriteEnd((uint)layout.NumLayers, bytes);
+            await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+            await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+            connection.Consume();
+            segmentHealthy = true;
+        }
+        finally
+        {
+            ReturnSegment(destination, segment, segmentHealthy);
+        }
+    }
+
+    private async Task SegmentPullAsync(KvConnection connection, string source, IKvBlockAccess destination, long destinationHandle, long sourceHandle, int first, int count, CancellationToken cancellationToken)
+    {
         var layout = destination.Layout;
         var bytes = SharedMemorySegment.BytesFor(layout, count);
         var segment = RentSegment(source, bytes);
         var segmentHealthy = false;
         try
         {
-            var connection = await _pool.RentAsync(source, layout, cancellationToken).ConfigureAwait(false);
-            var healthy = false;
-            try
+            connection.WriteFrame(KvFrameType.ShmRead, KvFrames.EncodeShmRequest(sourceHandle, first, count, segment.Length, segment.Path));
+            await connection.FlushAsync("the shared-memory read request").ConfigureAwait(false);
+            // We copy layer l out of the segment while the server copies layer l + 1 in.
+            for (var layer = 0; layer < layout.NumLayers; layer++)
             {
-                using (connection.BeginOperation(cancellationToken))
-                {
-                    connection.WriteFrame(KvFrameType.ShmRead, KvFrames.EncodeShmRequest(sourceHandle, first, count, segment.Length, segment.Path));
-                    await connection.FlushAsync("the shared-memory read request").ConfigureAwait(false);
-                    // We copy layer l out of the segment while the server copies layer l + 1 in.
-                    for (var layer = 0; layer < layout.NumLayers; layer++)
-                    {
-                        await connection.ExpectCounterAsync(KvFrameType.ShmLayer, (uint)layer, "a layer").ConfigureAwait(false);
-                        cancellationToken.ThrowIfCancellationRequested();
-                        destination.Write(destinationHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
-                    }
-                    var end = await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false);
-                    var (chunks, total) = KvConnection.DecodeEnd(end);
-                    connection.Consume();
-                    if (chunks != (uint)layout.NumLayers || total != bytes)
-                    {
-                        throw new KvProtocolException(KvErrorCode.Protocol, $"{source} reported {chunks} layers / {total} bytes for a shared-memory read");
-                    }
-                    connection.WriteFrame(KvFrameType.EndAck, default);
-                    await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
-                    healthy = true;
-                }
+                await connection.ExpectCounterAsync(KvFrameType.ShmLayer, (uint)layer, "a layer").ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                destination.Write(destinationHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
             }
-            finally
+            var end = await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false);
+            var (chunks, total) = KvConnection.DecodeEnd(end);
+            connection.Consume();
+            if (chunks != (uint)layout.NumLayers || total != bytes)
             {
-                await _pool.ReturnAsync(source, connection, healthy).ConfigureAwait(false);
+                throw new KvProtocolException(KvErrorCode.Protocol, $"{source} reported {chunks} layers / {total} bytes for a shared-memory read");
             }
+            connection.WriteFrame(KvFrameType.EndAck, default);
+            await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
             segmentHealthy = true;
         }
         finally
         {
             ReturnSegment(source, segment, segmentHealthy);
         }
-        KvTransferMetrics.Record("shm", "pull", count * layout.BytesPerBlock, Stopwatch.GetElapsedTime(start));
     }
 
     /// <summary>The smallest idle segment for <paramref name="address"/> that holds <paramref name="bytes"/>, or a new one.</summary>
@@ -248,5 +328,6 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
         }
         DisposeSegments();
         await _pool.DisposeAsync().ConfigureAwait(false);
+        _peerPools.Dispose();
     }
 }

@@ -95,7 +95,7 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
     {
         var full = System.IO.Path.GetFullPath(path);
         var root = System.IO.Path.GetFullPath(directory).TrimEnd('/') + "/";
-        if (!full.StartsWith(root, StringComparison.Ordinal) || !System.IO.Path.GetFileName(full).StartsWith(FilePrefix, StringComparison.Ordinal) ||
+        if (!full.StartsWith(root, StringComparison.Ordinal) || !IsKvFile(System.IO.Path.GetFileName(full)) ||
             System.IO.Path.GetDirectoryName(full) + "/" != root)
         {
             throw new KvProtocolException(KvErrorCode.SharedMemory, $"shared-memory segment {path} is not a KV segment in {directory}");
@@ -136,7 +136,7 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
         string[] files;
         try
         {
-            files = Directory.GetFiles(directory, FilePrefix + "*");
+            files = [.. Directory.GetFiles(directory, FilePrefix + "*"), .. Directory.GetFiles(directory, ISharedKvBlockAccess.PoolFilePrefix + "*")];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -217,6 +217,21 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
             return null;
         }
     }
+
+    /// <summary><paramref name="floats"/> floats at <paramref name="byteOffset"/> (a peer's KV pool mapped whole).</summary>
+    public Span<float> Floats(long byteOffset, int floats)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        if (byteOffset < 0 || floats < 0 || byteOffset + ((long)floats * sizeof(float)) > Length)
+        {
+            throw new KvProtocolException(KvErrorCode.SharedMemory, $"{floats} floats at byte {byteOffset} lie outside the {Length}-byte mapping of {Path}");
+        }
+        return new Span<float>(_pointer + byteOffset, floats);
+    }
+
+    /// <summary>Staging segments (<see cref="FilePrefix"/>) and KV pools (<see cref="ISharedKvBlockAccess.PoolFilePrefix"/>).</summary>
+    private static bool IsKvFile(string name) =>
+        name.StartsWith(FilePrefix, StringComparison.Ordinal) || name.StartsWith(ISharedKvBlockAccess.PoolFilePrefix, StringComparison.Ordinal);
 
     /// <summary>The K (<paramref name="side"/> 0) or V (1) floats of <paramref name="layer"/> for a transfer of <paramref name="count"/> blocks.</summary>
     public Span<float> Side(KvLayout layout, int count, int layer, int side)

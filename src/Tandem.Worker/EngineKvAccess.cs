@@ -6,15 +6,21 @@ namespace Tandem.Worker;
 
 /// <summary>
 /// The engine's KV memory as KV transports see it: leases the worker published for a transfer (blocks reserved for an
-/// incoming push, or kept after a prefill for a pull), addressed by the lease id.
+/// incoming push, or kept after a prefill for a pull), addressed by the lease id. When the engine's KV pool is a
+/// shared-memory file, peers on the same host copy into or out of it directly under a <see cref="Pin"/>.
 /// </summary>
-public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint) : IKvBlockAccess
+public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint) : ISharedKvBlockAccess
 {
-    // A transfer copies under the entry's lock, and withdrawing takes the same lock: once a lease is withdrawn no copy is
-    // still writing into blocks that the engine may hand to another sequence.
+    // A transfer copies under the entry's lock (or holds a pin while a peer copies directly), and withdrawing takes the
+    // same lock and waits for the pins: once a lease is withdrawn no copy is still writing into blocks that the engine may
+    // hand to another sequence.
     private readonly ConcurrentDictionary<long, Entry> _leases = new();
 
     public KvLayout Layout { get; } = new(modelFingerprint, engine.Config.NumLayers, engine.BlockSize, engine.Config.NumKvHeads, engine.Config.HeadDim);
+
+    public string? PoolFile => engine.KvPoolFile;
+
+    public int PoolBlocks => engine.KvPoolBlocks;
 
     /// <summary>Leases published now (for tests and metrics).</summary>
     public int PublishedLeases => _leases.Count;
@@ -41,7 +47,34 @@ public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint
         lock (entry.Gate)
         {
             entry.Withdrawn = true;
+            // A peer copying directly holds a pin until it reports the end or its connection drops (the transfer
+            // server bounds both with its timeouts).
+            while (entry.Pins > 0)
+            {
+                Monitor.Wait(entry.Gate);
+            }
             return entry.Lease;
+        }
+    }
+
+    public IDisposable Pin(long handle, int first, int count, bool write, Span<int> physicalBlocks)
+    {
+        var entry = Get(handle);
+        lock (entry.Gate)
+        {
+            Check(entry, handle);
+            var lease = entry.Lease;
+            if (first < 0 || count < 0 || first + count > lease.Blocks.Count || physicalBlocks.Length < count)
+            {
+                throw new KvTransferException($"blocks [{first}, {first + count}) are outside lease {handle} of {lease.Blocks.Count} blocks");
+            }
+            if (write && first < lease.CachedBlocks)
+            {
+                throw new KvTransferException($"blocks 0..{lease.CachedBlocks - 1} of lease {handle} are shared prefix-cache blocks and cannot be written");
+            }
+            lease.CopyPhysicalBlocks(first, count, physicalBlocks);
+            entry.Pins++;
+            return new PinScope(entry);
         }
     }
 
@@ -94,7 +127,30 @@ public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint
     private sealed class Entry(KvBlockLease lease)
     {
         public KvBlockLease Lease { get; } = lease;
-        public Lock Gate { get; } = new();
+
+        /// <summary>A monitor (not a <see cref="Lock"/>): withdrawal waits on it for the pins.</summary>
+        public object Gate { get; } = new();
+
         public bool Withdrawn { get; set; }
+
+        public int Pins { get; set; }
+    }
+
+    private sealed class PinScope(Entry entry) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            {
+                return;
+            }
+            lock (entry.Gate)
+            {
+                entry.Pins--;
+                Monitor.PulseAll(entry.Gate);
+            }
+        }
     }
 }

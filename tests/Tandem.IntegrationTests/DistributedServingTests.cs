@@ -38,9 +38,13 @@ public class DistributedServingTests
 
     private static async Task<string> MetricsAsync(HttpClient http) => await http.GetStringAsync("metrics");
 
-    /// <summary>Shared-memory KV segments a worker process created (kept mapped for reuse).</summary>
+    /// <summary>Shared-memory KV staging segments a worker process created (kept mapped for reuse).</summary>
     private static string[] SegmentsOf(Process worker) =>
         Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kv-{worker.Id}-*") : [];
+
+    /// <summary>The shared-memory file holding a worker process's KV pool (none when its pool is private memory).</summary>
+    private static string[] PoolOf(Process worker) =>
+        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kvpool-{worker.Id}-*") : [];
 
     [Fact]
     public async Task DecodeFirst_AcrossProcesses_EqualsAggregated_SurvivesPrefillKill_AndScalesUp()
@@ -49,7 +53,7 @@ public class DistributedServingTests
         await using var cluster = new Cluster();
         await cluster.StartInfrastructureAsync();
         var prefill = await cluster.StartWorkerAsync("prefill-0", "prefill");
-        await cluster.StartWorkerAsync("decode-0", "decode", "--max-local-prefill-length", "8");
+        var decode = await cluster.StartWorkerAsync("decode-0", "decode", "--max-local-prefill-length", "8");
         var (_, url) = await cluster.StartFrontendAsync();
         using var http = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) };
 
@@ -57,8 +61,11 @@ public class DistributedServingTests
         Assert.True(status == 200, body + string.Join('\n', cluster.Logs));
         Assert.Equal(expected, text);
         Assert.Contains("tandem_worker_remote_prefills_total{worker=\"decode-0\",model=\"stories260K\"} 1", await MetricsAsync(http), StringComparison.Ordinal);
-        // Both workers see the same /dev/shm, so the push went through shared memory: the prefill worker keeps its segment.
-        Assert.NotEmpty(SegmentsOf(prefill));
+        // Both workers see the same /dev/shm, so the push went through shared memory, in one copy: the prefill process
+        // mapped the decode worker's KV pool and wrote into it, with no staging segment.
+        var pool = Assert.Single(PoolOf(decode));
+        Assert.Contains(pool, await File.ReadAllTextAsync($"/proc/{prefill.Id}/maps"), StringComparison.Ordinal);
+        Assert.Empty(SegmentsOf(prefill));
 
         // kill -9 of the prefill worker costs nothing but latency: the decode worker prefills locally.
         prefill.Kill();
@@ -104,6 +111,8 @@ public class DistributedServingTests
         }
         Assert.Empty(SegmentsOf(decode0));
         Assert.Empty(SegmentsOf(decode1));
+        // With --kv-transport tcp the KV pools stay private memory.
+        Assert.Empty(PoolOf(decode0));
 
         // A long stream on each decode worker (round-robin); once both are streaming, kill -9 one worker.
         var started = Enumerable.Range(0, 2).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();

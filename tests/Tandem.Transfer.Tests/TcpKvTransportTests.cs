@@ -62,7 +62,7 @@ public class TcpKvTransportTests
             : transport.PullAsync(server.TcpAddress, pair.B, workerA, pair.A, 1, 8, TestContext.Current.CancellationToken)));
 
         Assert.All(pairs, pair => Assert.True(workerA.SameBlocks(pair.A, workerB, pair.B, 1, 8)));
-        Assert.Equal(16, server.CompletedTransfers);
+        await Poll.EqualAsync(16L, () => server.CompletedTransfers);
         Assert.Equal(0, server.FailedConnections);
     }
 
@@ -83,7 +83,7 @@ public class TcpKvTransportTests
         }
 
         Assert.Equal(1, server.AcceptedConnections);
-        Assert.Equal(5, server.CompletedTransfers);
+        await Poll.EqualAsync(5L, () => server.CompletedTransfers);
     }
 
     [Fact]

@@ -4,7 +4,7 @@ using Tandem.Engine.Models;
 namespace Tandem.Engine.Serving.Compute;
 
 /// <summary>Real compute: one <see cref="Transformer.Forward"/> over all chunks, then each sequence's own sampler.</summary>
-internal sealed class TransformerStepCompute(Transformer model, HashSet<int> modelStops, int maxNumSeqs) : IStepCompute
+internal sealed class TransformerStepCompute(Transformer model, HashSet<int> modelStops, int maxNumSeqs, string? sharedMemoryDirectory = null) : IStepCompute
 {
     private PagedKvCache? _cache;
     private float[] _logits = [];
@@ -15,7 +15,7 @@ internal sealed class TransformerStepCompute(Transformer model, HashSet<int> mod
 
     public long BytesPerBlock(int blockSize) => PagedKvCache.BytesFor(Config.NumLayers, Config.KvDim, blockSize, 1);
 
-    public void Initialize(KvBlockManager blocks, int numBlocks, int blockSize) => _cache = model.CreateCache(numBlocks, blockSize);
+    public void Initialize(KvBlockManager blocks, int numBlocks, int blockSize) => _cache = model.CreateCache(numBlocks, blockSize, sharedMemoryDirectory);
 
     public void Run(IReadOnlyList<ForwardChunk> chunks, IReadOnlyList<ServingSequence> owners, Span<int> tokens, Span<float> logprobs)
     {

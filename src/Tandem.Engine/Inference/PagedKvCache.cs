@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace Tandem.Engine.Inference;
 
 /// <summary>
@@ -7,14 +5,21 @@ namespace Tandem.Engine.Inference;
 /// borrow through block tables (paged attention). One native slab holds everything: for each layer, keys of
 /// all blocks then values of all blocks, each block laid out [block_size, n_kv_heads, head_dim] in f32 —
 /// the same layout the KV transfer contract uses, so a block can be copied out or in with one memcpy per
-/// layer and side.
+/// layer and side. The slab can live in a shared-memory file (<see cref="KvSlab"/>) that a peer process on the same host
+/// maps to copy blocks in or out directly.
 /// </summary>
 public sealed unsafe class PagedKvCache : IDisposable
 {
     private readonly Stack<int> _free;
+    private readonly KvSlab _memory;
     private float* _slab;
 
-    public PagedKvCache(int numLayers, int numKvHeads, int headDim, int blockSize, int numBlocks)
+    /// <summary>
+    /// A cache of <paramref name="numBlocks"/> blocks. With <paramref name="sharedMemoryDirectory"/> the slab is a file
+    /// in that directory (tmpfs) that peers on the host can map; if that fails the cache uses private memory and
+    /// <see cref="SharedMemoryFailure"/> says why.
+    /// </summary>
+    public PagedKvCache(int numLayers, int numKvHeads, int headDim, int blockSize, int numBlocks, string? sharedMemoryDirectory = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(numLayers, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(numKvHeads, 1);
@@ -27,7 +32,11 @@ public sealed unsafe class PagedKvCache : IDisposable
         NumBlocks = numBlocks;
         FloatsPerBlock = (long)blockSize * KvDim;
         var total = checked(FloatsPerBlock * numBlocks * numLayers * 2);
-        _slab = (float*)NativeMemory.AlignedAlloc((nuint)(total * sizeof(float)), 64);
+        var bytes = total * sizeof(float);
+        string? failure = null;
+        _memory = (sharedMemoryDirectory is null ? null : KvSlab.TryShared(sharedMemoryDirectory, bytes, out failure)) ?? KvSlab.Private(bytes);
+        SharedMemoryFailure = failure;
+        _slab = (float*)_memory.Start;
         _free = new Stack<int>(numBlocks);
         for (var b = numBlocks - 1; b >= 0; b--)
         {
@@ -47,6 +56,12 @@ public sealed unsafe class PagedKvCache : IDisposable
     public long BytesPerBlock => FloatsPerBlock * sizeof(float) * NumLayers * 2;
 
     public int FreeBlockCount => _free.Count;
+
+    /// <summary>The shared-memory file holding the slab (see <see cref="KvSlab"/>); null when the slab is private memory.</summary>
+    public string? SharedFile => _memory.SharedFile;
+
+    /// <summary>Why a requested shared-memory slab could not be made (the cache then uses private memory); null otherwise.</summary>
+    public string? SharedMemoryFailure { get; }
 
     /// <summary>Bytes needed to hold <paramref name="numBlocks"/> blocks for a model.</summary>
     public static long BytesFor(int numLayers, int kvDim, int blockSize, int numBlocks) =>
@@ -79,7 +94,7 @@ public sealed unsafe class PagedKvCache : IDisposable
     {
         if (_slab != null)
         {
-            NativeMemory.AlignedFree(_slab);
+            _memory.Dispose();
             _slab = null;
         }
     }

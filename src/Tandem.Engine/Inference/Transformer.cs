@@ -68,9 +68,9 @@ public sealed unsafe class Transformer
         _layers.Sum(l => l.Wq.ByteLength + l.Wk.ByteLength + l.Wv.ByteLength + l.Wo.ByteLength + l.Gate.ByteLength + l.Up.ByteLength + l.Down.ByteLength)
         + _output.ByteLength;
 
-    /// <summary>A cache shaped for this model.</summary>
-    public PagedKvCache CreateCache(int numBlocks, int blockSize = 16) =>
-        new(Config.NumLayers, Config.NumKvHeads, Config.HeadDim, blockSize, numBlocks);
+    /// <summary>A cache shaped for this model; in a file of <paramref name="sharedMemoryDirectory"/> when given (see <see cref="KvSlab"/>).</summary>
+    public PagedKvCache CreateCache(int numBlocks, int blockSize = 16, string? sharedMemoryDirectory = null) =>
+        new(Config.NumLayers, Config.NumKvHeads, Config.HeadDim, blockSize, numBlocks, sharedMemoryDirectory);
 
     /// <summary>
     /// Runs the chunks, writes their keys/values into <paramref name="cache"/>, advances each sequence's Length,
