@@ -23,6 +23,12 @@ public sealed record WorkerProcessOptions
     public int RpcPort { get; init; }
     public int KvPort { get; init; }
 
+    /// <summary>
+    /// <c>host:port</c> peers reach this worker's KV transfer server at, when it differs from <see cref="Host"/> and the
+    /// bound KV port (NAT, containers, a proxy in front); null = the bound address.
+    /// </summary>
+    public string? KvAdvertiseAddress { get; init; }
+
     /// <summary>Advertise the shared-memory domain so that workers on this host push and pull over shared memory (else TCP only).</summary>
     public bool SharedMemory { get; init; } = true;
     public int Threads { get; init; }
@@ -92,7 +98,8 @@ public sealed partial class WorkerProcess : IAsyncDisposable
             var kvServer = new KvTransferServer(access, options.Host, options.KvPort);
             process._owned.Add(kvServer);
             // tcp://host:port?shm=ID: peers that see the same /dev/shm use shared memory, the others TCP.
-            process.KvAddress = options.SharedMemory ? kvServer.AdvertisedAddress : kvServer.TcpAddress;
+            var tcpAddress = options.KvAdvertiseAddress is { } advertised ? TcpKvTransport.Scheme + advertised : kvServer.TcpAddress;
+            process.KvAddress = options.SharedMemory ? SameHostKvTransport.Advertise(tcpAddress, SameHostKvTransport.Parse(kvServer.AdvertisedAddress).DomainId) : tcpAddress;
             IEventBus bus = new InMemoryEventBus();
             if (options.Nats is { } nats)
             {

@@ -194,10 +194,23 @@ public class CliTests
     [InlineData("--server-role CONTEXT", "error: --server-role and --metadata-server-config-file need --http-port")]
     [InlineData("--http-port 18001 --metadata-server-config-file m.yml", "error: --metadata-server-config-file needs --server-role CONTEXT or GENERATION")]
     [InlineData("--remote-prefill-timeout 0", "error: --remote-prefill-timeout must be a positive number of seconds, got 0")]
+    [InlineData("--kv-advertise-address 10.0.0.7", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got '10.0.0.7'")]
+    [InlineData("--kv-advertise-address 10.0.0.7:0", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got '10.0.0.7:0'")]
+    [InlineData("--kv-advertise-address 10.0.0.7:65536", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got '10.0.0.7:65536'")]
+    [InlineData("--kv-advertise-address :9200", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got ':9200'")]
+    [InlineData("--kv-advertise-address ::1:9200", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got '::1:9200'")]
+    [InlineData("--kv-advertise-address kv.example:port", "error: --kv-advertise-address must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got 'kv.example:port'")]
     public void Worker_InvalidServerFlags_FailBeforeLoadingTheModel(string flags, string expected)
     {
         var (exit, _, err) = Run(["worker", "--model", "/nonexistent/model.gguf", .. flags.Split(' ')]);
         Assert.Equal(2, exit);
         Assert.Equal(expected, err.Trim());
     }
+
+    [Theory]
+    [InlineData("10.0.0.7:9200")]
+    [InlineData("kv.example:1")]
+    [InlineData("[::1]:65535")]
+    public void WorkerKvAdvertiseAddress_HostAndPort_Accepted(string value) =>
+        Assert.Equal(value, Tandem.Cli.Commands.WorkerCommand.HostPort(value, "--kv-advertise-address"));
 }

@@ -11,6 +11,9 @@ public sealed partial class Cluster : IAsyncDisposable
     private readonly List<Process> _processes = [];
     private readonly string _data = Directory.CreateTempSubdirectory("tandem-it-").FullName;
 
+    /// <summary>The model every worker and frontend of this cluster serves.</summary>
+    public string ModelPath { get; init; } = TestModels.Stories260K;
+
     public int EtcdPort { get; private set; }
     public int NatsPort { get; private set; }
     public string Etcd => $"etcd://127.0.0.1:{EtcdPort}";
@@ -83,7 +86,7 @@ public sealed partial class Cluster : IAsyncDisposable
     /// <summary>Starts `tandem worker` and returns it once it printed where it listens.</summary>
     public async Task<Process> StartWorkerAsync(string id, string role, params string[] extra)
     {
-        var args = $"\"{TandemDll}\" worker --model \"{TestModels.Stories260K}\" --role {role} --instance-id {id} --threads 1 --discovery {Etcd} --nats {Nats} --num-kv-blocks 256 {string.Join(' ', extra)}";
+        var args = $"\"{TandemDll}\" worker --model \"{ModelPath}\" --role {role} --instance-id {id} --threads 1 --discovery {Etcd} --nats {Nats} --num-kv-blocks 256 {string.Join(' ', extra)}";
         var process = Start("dotnet", args);
         var line = await ReadLineMatchingAsync(process, "tandem-worker ", TimeSpan.FromSeconds(60));
         Assert.Contains($"id={id}", line, StringComparison.Ordinal);
@@ -95,7 +98,7 @@ public sealed partial class Cluster : IAsyncDisposable
     public async Task<(Process Process, Uri Url)> StartFrontendAsync(params string[] extra)
     {
         var port = FreePort();
-        var process = Start("dotnet", $"\"{TandemDll}\" frontend --model \"{TestModels.Stories260K}\" --http-port {port} --discovery {Etcd} {string.Join(' ', extra)}");
+        var process = Start("dotnet", $"\"{TandemDll}\" frontend --model \"{ModelPath}\" --http-port {port} --discovery {Etcd} {string.Join(' ', extra)}");
         PumpOutput(process);
         var url = new Uri($"http://127.0.0.1:{port}/");
         await WaitHealthyAsync(url, TimeSpan.FromSeconds(60));

@@ -6,7 +6,8 @@ namespace Tandem.Transfer.Tests;
 
 /// <summary>
 /// A TCP proxy on loopback port 0 that forwards to a target and can corrupt one byte at a given offset of a direction,
-/// stall a direction after some bytes, or kill every connection. Offsets count bytes per connection.
+/// stall a direction after some bytes, or kill every connection. Offsets count bytes per connection. Linked into the
+/// frontend and integration tests too.
 /// </summary>
 internal sealed class TcpFaultProxy : IAsyncDisposable
 {
@@ -15,6 +16,7 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentBag<Socket> _sockets = [];
     private readonly Task _accept;
+    private readonly TaskCompletionSource _stalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public TcpFaultProxy(IPEndPoint target)
     {
@@ -36,6 +38,16 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
     public long StallClientToServerAfter { get; set; } = -1;
 
     public long StallServerToClientAfter { get; set; } = -1;
+
+    /// <summary>Completes when a direction first reaches its stall point, so that a test can act exactly mid-transfer.</summary>
+    public Task Stalled => _stalled.Task;
+
+    /// <summary>
+    /// A stalled direction goes on reading from its source (dropping the bytes) so that it sees the source close, and
+    /// then closes both sides, as the kernel does for the peer when the source process dies. Off: a stalled direction
+    /// reads nothing more (the sender feels back-pressure) and its connection stays open until the proxy closes it.
+    /// </summary>
+    public bool CloseWhenStalledSourceCloses { get; set; }
 
     public string Address(string scheme) => $"{scheme}127.0.0.1:{Port}";
 
@@ -102,7 +114,18 @@ internal sealed class TcpFaultProxy : IAsyncDisposable
                 offset += read;
                 if (forward < read)
                 {
-                    await Task.Delay(Timeout.Infinite, _stop.Token);
+                    _stalled.TrySetResult();
+                    if (!CloseWhenStalledSourceCloses)
+                    {
+                        await Task.Delay(Timeout.Infinite, _stop.Token);
+                    }
+                    while (await from.ReceiveAsync(buffer, SocketFlags.None, _stop.Token) > 0)
+                    {
+                        // dropped: the direction is stalled
+                    }
+                    from.Dispose();
+                    to.Dispose();
+                    return;
                 }
             }
         }

@@ -18,6 +18,7 @@ internal static class WorkerCommand
         var host = CliOptions.Create("--host", "Address to listen on and advertise", "127.0.0.1");
         var rpcPort = CliOptions.Create("--rpc-port", "Request-plane (gRPC) port (0 = any free port)", 0);
         var kvPort = CliOptions.Create("--kv-port", "KV transfer port (0 = any free port)", 0);
+        var kvAdvertise = CliOptions.Create<string?>("--kv-advertise-address", "HOST:PORT peers reach the KV port at, when it differs from --host/--kv-port (NAT, containers, a proxy)", null);
         var kvTransport = CliOptions.Create("--kv-transport", "auto (shared memory with workers on this host, TCP with the others) or tcp", "auto");
         var threads = CliOptions.Create("--threads", "Compute threads (0 = one per core)", 0);
         var discovery = CliOptions.Create<string?>("--discovery", "etcd endpoints to register in, e.g. etcd://127.0.0.1:2379", null);
@@ -35,7 +36,7 @@ internal static class WorkerCommand
         var serving = new ServingFlags();
         var command = new Command("worker", "Run one worker process (prefill, decode or both) that a `tandem frontend` sends requests to")
         {
-            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, kvTransport, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, remotePrefillTimeout, drain, logLevel, logFormat,
+            model, servedName, role, isPrefill, id, host, rpcPort, kvPort, kvAdvertise, kvTransport, threads, discovery, ns, nats, maxLocalPrefill, maxPrefillQueue, remotePrefillTimeout, drain, logLevel, logFormat,
             httpPort, serverRole, metadataFile,
         };
         foreach (var option in serving.Options)
@@ -64,6 +65,7 @@ internal static class WorkerCommand
                 Host = parse.GetValue(host)!,
                 RpcPort = parse.GetValue(rpcPort),
                 KvPort = parse.GetValue(kvPort),
+                KvAdvertiseAddress = HostPort(parse.GetValue(kvAdvertise), "--kv-advertise-address"),
                 SharedMemory = parse.GetValue(kvTransport) switch
                 {
                     "auto" => true,
@@ -88,6 +90,21 @@ internal static class WorkerCommand
             return RunAsync(options, drainTimeout, loggerFactory).GetAwaiter().GetResult();
         }));
         return command;
+    }
+
+    /// <summary><c>host:port</c> (an IPv6 host in brackets) with a port in 1..65535, or null when not given.</summary>
+    internal static string? HostPort(string? value, string flag)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+        var colon = value.LastIndexOf(':');
+        var host = colon < 0 ? "" : value[..colon];
+        var bracketed = host.StartsWith('[') && host.EndsWith(']') && host.Length > 2;
+        var valid = host.Length > 0 && (bracketed || !host.Contains(':', StringComparison.Ordinal)) && !host.Any(char.IsWhiteSpace) && !host.Contains('/', StringComparison.Ordinal)
+            && int.TryParse(value.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) && port is >= 1 and <= 65535;
+        return valid ? value : throw new ArgumentException($"{flag} must be HOST:PORT with a port in 1..65535 (an IPv6 host in brackets), got '{value}'");
     }
 
     /// <summary>The TensorRT-LLM server flags: --http-port, --server-role, --metadata-server-config-file.</summary>

@@ -65,7 +65,15 @@ internal sealed partial class WorkerDispatcher(WorkerRouter router, IRequestPlan
         {
             if (handle?.Kv is { } kv && prefillClient is not null)
             {
-                await prefillClient.ReleaseKvAsync(kv.Handle, CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    await prefillClient.ReleaseKvAsync(kv.Handle, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is EngineUnavailableException or KvTransferException or NotSupportedException)
+                {
+                    // The prefill worker died or is unreachable after the prefill: its lease expires there by itself,
+                    // and the request, decoding on another worker, goes on.
+                }
             }
         }
     }
