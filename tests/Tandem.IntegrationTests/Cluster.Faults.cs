@@ -6,6 +6,18 @@ namespace Tandem.IntegrationTests;
 /// <summary>Fault injection and process control for the scaling and outage tests.</summary>
 public sealed partial class Cluster
 {
+    /// <summary>Shared-memory KV staging segments a worker process created as a transfer client (kept mapped for reuse).</summary>
+    public static string[] StagingSegmentsOf(Process worker) =>
+        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kv-{worker.Id}-*") : [];
+
+    /// <summary>The shared-memory file holding a worker process's KV pool (none when its pool is private memory).</summary>
+    public static string[] KvPoolOf(Process worker) =>
+        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kvpool-{worker.Id}-*") : [];
+
+    /// <summary>True when <paramref name="peer"/> has <paramref name="owner"/>'s KV pool mapped: it copied KV into or out of it directly.</summary>
+    public static async Task<bool> MapsKvPoolOfAsync(Process peer, Process owner) =>
+        KvPoolOf(owner) is [var pool] && (await File.ReadAllTextAsync($"/proc/{peer.Id}/maps")).Contains(pool, StringComparison.Ordinal);
+
     /// <summary>Sends SIGTERM (a graceful stop) to a process started by this cluster.</summary>
     public static void Terminate(Process process)
     {

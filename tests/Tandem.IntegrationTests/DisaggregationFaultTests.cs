@@ -111,10 +111,6 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
 
     private static HttpClient Client(Uri url) => new() { BaseAddress = url, Timeout = TimeSpan.FromSeconds(90) };
 
-    /// <summary>Shared-memory KV segments a worker process created as a transfer client (kept mapped for reuse).</summary>
-    private static string[] SegmentsOf(Process worker) =>
-        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kv-{worker.Id}-*") : [];
-
     private async Task AssertCompletesAsExpectedAsync(Cluster cluster, HttpClient http, int[] prompt)
     {
         var (status, completion, body) = await CompleteAsync(http, reference.ModelName, prompt);
@@ -310,8 +306,10 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
         Assert.Equal(2, await MetricOrZeroAsync(decodeFirst, "tandem_worker_local_prefills_total", "worker=\"decode-0\""));
         var afterDecodeFirst = await PrefixHitsAsync(decodeFirst);
         Assert.True(afterDecodeFirst.Prefill > hits.Prefill && afterDecodeFirst.Decode > hits.Decode, $"prefix-cache hit tokens before {hits}, after {afterDecodeFirst}");
-        // The prefill worker pushed: over shared memory it keeps its segment, over TCP it has none.
-        Assert.Equal(transport == "shm", SegmentsOf(prefill).Length > 0);
+        // Over shared memory the prefill worker pushed straight into the decode worker's KV pool (mapped, no staging
+        // segment); over TCP both pools are private memory.
+        Assert.Equal(transport == "shm", await Cluster.MapsKvPoolOfAsync(prefill, decode));
+        Assert.Empty(Cluster.StagingSegmentsOf(prefill));
 
         foreach (var prompt in PrefillFirstPrompts)
         {
@@ -323,7 +321,9 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
         Assert.Equal(2, await MetricOrZeroAsync(prefillFirst, "tandem_worker_local_prefills_total", "worker=\"decode-0\""));
         var afterPrefillFirst = await PrefixHitsAsync(prefillFirst);
         Assert.True(afterPrefillFirst.Prefill > afterDecodeFirst.Prefill && afterPrefillFirst.Decode > afterDecodeFirst.Decode, $"prefix-cache hit tokens before {afterDecodeFirst}, after {afterPrefillFirst}");
-        Assert.Equal(transport == "shm", SegmentsOf(decode).Length > 0);
+        // The decode worker pulled straight out of the prefill worker's pool.
+        Assert.Equal(transport == "shm", await Cluster.MapsKvPoolOfAsync(decode, prefill));
+        Assert.Empty(Cluster.StagingSegmentsOf(decode));
 
         var metrics = await prefillFirst.GetStringAsync(new Uri("metrics", UriKind.Relative));
         Assert.DoesNotContain("tandem_worker_prefill_fallbacks_total{", metrics, StringComparison.Ordinal);

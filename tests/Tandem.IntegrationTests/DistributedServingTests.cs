@@ -38,14 +38,6 @@ public class DistributedServingTests
 
     private static async Task<string> MetricsAsync(HttpClient http) => await http.GetStringAsync("metrics");
 
-    /// <summary>Shared-memory KV staging segments a worker process created (kept mapped for reuse).</summary>
-    private static string[] SegmentsOf(Process worker) =>
-        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kv-{worker.Id}-*") : [];
-
-    /// <summary>The shared-memory file holding a worker process's KV pool (none when its pool is private memory).</summary>
-    private static string[] PoolOf(Process worker) =>
-        Directory.Exists("/dev/shm") ? Directory.GetFiles("/dev/shm", $"tandem-kvpool-{worker.Id}-*") : [];
-
     [Fact]
     public async Task DecodeFirst_AcrossProcesses_EqualsAggregated_SurvivesPrefillKill_AndScalesUp()
     {
@@ -63,9 +55,9 @@ public class DistributedServingTests
         Assert.Contains("tandem_worker_remote_prefills_total{worker=\"decode-0\",model=\"stories260K\"} 1", await MetricsAsync(http), StringComparison.Ordinal);
         // Both workers see the same /dev/shm, so the push went through shared memory, in one copy: the prefill process
         // mapped the decode worker's KV pool and wrote into it, with no staging segment.
-        var pool = Assert.Single(PoolOf(decode));
-        Assert.Contains(pool, await File.ReadAllTextAsync($"/proc/{prefill.Id}/maps"), StringComparison.Ordinal);
-        Assert.Empty(SegmentsOf(prefill));
+        Assert.Single(Cluster.KvPoolOf(decode));
+        Assert.True(await Cluster.MapsKvPoolOfAsync(prefill, decode));
+        Assert.Empty(Cluster.StagingSegmentsOf(prefill));
 
         // kill -9 of the prefill worker costs nothing but latency: the decode worker prefills locally.
         prefill.Kill();
@@ -109,10 +101,10 @@ public class DistributedServingTests
             Assert.True(status == 200, body + string.Join('\n', cluster.Logs));
             Assert.Equal(expected, text);
         }
-        Assert.Empty(SegmentsOf(decode0));
-        Assert.Empty(SegmentsOf(decode1));
+        Assert.Empty(Cluster.StagingSegmentsOf(decode0));
+        Assert.Empty(Cluster.StagingSegmentsOf(decode1));
         // With --kv-transport tcp the KV pools stay private memory.
-        Assert.Empty(PoolOf(decode0));
+        Assert.Empty(Cluster.KvPoolOf(decode0));
 
         // A long stream on each decode worker (round-robin); once both are streaming, kill -9 one worker.
         var started = Enumerable.Range(0, 2).Select(_ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).ToArray();
