@@ -142,10 +142,11 @@ public sealed class ServingEngine : IDisposable
     /// compute; <paramref name="firstToken"/> (sampled by the prefill side) is streamed first and decoding goes on from it.
     /// The lease is handed over to the sequence (do not dispose it afterwards; doing so is harmless).
     /// </summary>
-    public IAsyncEnumerable<TokenOutput> SubmitWithKv(GenerateRequest request, KvBlockLease kv, int firstToken, CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<TokenOutput> SubmitWithKv(GenerateRequest request, KvBlockLease kv, int firstToken, float firstLogprob, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(kv);
         var seq = Admit(request, retainKv: false, kv, firstToken, cancellationToken);
+        seq.ImportedLogprob = firstLogprob;
         return Stream(seq, cancellationToken);
     }
 
@@ -614,7 +615,7 @@ public sealed class ServingEngine : IDisposable
             Interlocked.Add(ref _prefixHits, seq.PromptLength);
             CommitFullBlocks(seq);
             // The first token came with the KV: stream it now; it may already end the request.
-            Emit(seq, seq.Tokens[seq.Count - 1], float.NaN);
+            Emit(seq, seq.Tokens[seq.Count - 1], seq.ImportedLogprob);
             if (seq.Done)
             {
                 return true;

@@ -67,6 +67,9 @@ internal sealed class ServingSequence
     /// <summary>KV handed in from elsewhere (import), adopted at admission instead of computing the prompt.</summary>
     public KvBlockLease? Imported { get; set; }
 
+    /// <summary>Log-probability of the first token that came with imported KV (the prefill side sampled it).</summary>
+    public float ImportedLogprob { get; set; }
+
     /// <summary>Tokens not yet in the KV cache (the last sampled token is always one of them while running).</summary>
     public int Pending => Count - Kv.Length;
 

@@ -317,7 +317,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         }
         Interlocked.Increment(ref _remotePrefills);
         Log.RemotePrefilled(_logger, request.RequestId, reply!.PrefillWorker ?? "?", uncached);
-        return _engine.SubmitWithKv(request, lease, reply.FirstToken, cancellationToken);
+        return _engine.SubmitWithKv(request, lease, reply.FirstToken, reply.FirstLogprob, cancellationToken);
     }
 
     /// <summary>Prefill-first, decode side: pull the prompt's KV from the prefill worker and continue from its first token.</summary>
@@ -361,7 +361,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             return Local(request, failure, cancellationToken);
         }
         Interlocked.Increment(ref _remotePrefills);
-        return _engine.SubmitWithKv(request with { RemoteKv = null }, lease, remote.FirstToken, cancellationToken);
+        return _engine.SubmitWithKv(request with { RemoteKv = null }, lease, remote.FirstToken, remote.FirstLogprob, cancellationToken);
     }
 
     /// <summary>Prefill worker: take remote prefills from the queue (any free prefill worker takes the next one).</summary>

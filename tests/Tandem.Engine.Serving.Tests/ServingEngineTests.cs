@@ -203,7 +203,7 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         }
         source.Dispose();
 
-        var outputs = await Collect(decode.SubmitWithKv(request, target, result.FirstToken.TokenId));
+        var outputs = await Collect(decode.SubmitWithKv(request, target, result.FirstToken.TokenId, result.FirstToken.Logprob));
         Assert.Equal(expected, Ids(outputs));
         Assert.Equal(45, outputs[0].CachedPromptTokens);
         var stats = await Idle(decode);
@@ -232,7 +232,7 @@ public class ServingEngineTests(SmallModelFixture fixture) : IClassFixture<Small
         engine.ImportKv(lease, 0, 2, 1, buffer, buffer);
         lease.Dispose();
         Assert.Throws<InvalidOperationException>(() => engine.ExportKv(lease, 0, 0, 1, buffer, buffer));
-        Assert.Throws<InvalidOperationException>(() => engine.SubmitWithKv(Greedy(prompt, 2), lease, 5));
+        Assert.Throws<InvalidOperationException>(() => engine.SubmitWithKv(Greedy(prompt, 2), lease, 5, 0f));
         await Idle(engine);
     }
 

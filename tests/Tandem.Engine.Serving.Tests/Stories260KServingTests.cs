@@ -61,7 +61,7 @@ public class Stories260KServingTests
                 prefill.ExportKv(source, layer, target.CachedBlocks, count, keys, values);
                 decode.ImportKv(target, layer, target.CachedBlocks, count, keys, values);
             }
-            var outputs = await Collect(decode.SubmitWithKv(Greedy(prompts[i], 40), target, first.FirstToken.TokenId));
+            var outputs = await Collect(decode.SubmitWithKv(Greedy(prompts[i], 40), target, first.FirstToken.TokenId, first.FirstToken.Logprob));
             Assert.Equal(expected[i], Ids(outputs));
         }
         Assert.Equal(0, (await Idle(decode)).PromptTokensComputed);

@@ -104,6 +104,35 @@ public class DisaggregationTests
     }
 
     [Fact]
+    public async Task Logprobs_OfTheFirstTokenComeFromThePrefillSide_SameAsAggregated()
+    {
+        var json = $$"""{"model":"stories260K","prompt":"{{Prompts[0]}}","max_tokens":6,"temperature":0,"logprobs":0}""";
+        async Task<List<double>> LogprobsAsync(EmbeddedServer server)
+        {
+            using var http = Stories260KServer.Client(server);
+            var (status, body) = await HttpJson.PostAsync(http, "v1/completions", json);
+            Assert.True(status == 200, body.ToString());
+            return [.. body.GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().Select(e => e.GetDouble())];
+        }
+        List<double> aggregated;
+        await using (var agg = await Start(ServeMode.Aggregated))
+        {
+            aggregated = await LogprobsAsync(agg);
+        }
+        foreach (var strategy in (DisaggregationStrategy[])[DisaggregationStrategy.DecodeFirst, DisaggregationStrategy.PrefillFirst])
+        {
+            await using var server = await Start(ServeMode.Disaggregated, strategy);
+            var logprobs = await LogprobsAsync(server);
+            Assert.Equal(1, (await Decode(server).GetStatsAsync()).RemotePrefills);
+            Assert.Equal(aggregated.Count, logprobs.Count);
+            for (var i = 0; i < aggregated.Count; i++)
+            {
+                Assert.Equal(aggregated[i], logprobs[i], 4);
+            }
+        }
+    }
+
+    [Fact]
     public async Task DecodeFirst_SecondRequestWithSamePrefix_HitsTheDecodeWorkersOwnCache()
     {
         await using var server = await Start(ServeMode.Disaggregated, disagg: new DisaggregationOptions { MaxLocalPrefillLength = 16 });
