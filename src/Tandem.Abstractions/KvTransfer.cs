@@ -39,6 +39,14 @@ public interface IKvBlockAccess
 
     /// <summary>Writes one layer of blocks <c>[first, first+count)</c>; cached (shared) blocks of the lease cannot be written.</summary>
     void Write(long handle, int layer, int first, int count, ReadOnlySpan<float> keys, ReadOnlySpan<float> values);
+
+    /// <summary>
+    /// A transfer server tells the owner that a transfer writing into <paramref name="handle"/> broke off (the sender
+    /// died, timed out or sent garbage), so whoever waits for that KV can stop waiting.
+    /// </summary>
+    void WriteFailed(long handle, string reason)
+    {
+    }
 }
 
 /// <summary>

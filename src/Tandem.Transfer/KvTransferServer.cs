@@ -227,9 +227,26 @@ public sealed class KvTransferServer : IAsyncDisposable
         var (handle, first, count, _) = KvFrames.DecodeRequest(payload, "write request");
         connection.Consume();
         KvTransferChecks.Writable(_access.Describe(handle), handle, first, count);
-        connection.WriteFrame(KvFrameType.Ready, default);
-        await connection.FlushAsync("the write request's answer").ConfigureAwait(false);
-        await KvBlockStream.ReceiveAsync(connection, _access, handle, first, count, _stopping.Token).ConfigureAwait(false);
+        await ReportingWriteFailureAsync(handle, async () =>
+        {
+            connection.WriteFrame(KvFrameType.Ready, default);
+            await connection.FlushAsync("the write request's answer").ConfigureAwait(false);
+            await KvBlockStream.ReceiveAsync(connection, _access, handle, first, count, _stopping.Token).ConfigureAwait(false);
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs the receiving part of a write; if it breaks off, the KV owner hears of it (<see cref="IKvBlockAccess.WriteFailed"/>).</summary>
+    private async Task ReportingWriteFailureAsync(long handle, Func<Task> receive)
+    {
+        try
+        {
+            await receive().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _access.WriteFailed(handle, e.Message);
+            throw;
+        }
     }
 
     private async Task ServeReadAsync(KvConnection connection, System.Buffers.ReadOnlySequence<byte> payload)
@@ -245,6 +262,18 @@ public sealed class KvTransferServer : IAsyncDisposable
     {
         var (handle, first, count, segmentBytes, path) = KvFrames.DecodeShmRequest(payload);
         connection.Consume();
+        if (write)
+        {
+            await ReportingWriteFailureAsync(handle, () => ServeSegmentAsync(connection, handle, first, count, segmentBytes, path, write)).ConfigureAwait(false);
+        }
+        else
+        {
+            await ServeSegmentAsync(connection, handle, first, count, segmentBytes, path, write).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ServeSegmentAsync(KvConnection connection, long handle, int first, int count, long segmentBytes, string path, bool write)
+    {
         var lease = _access.Describe(handle);
         if (write)
         {
@@ -327,6 +356,18 @@ public sealed class KvTransferServer : IAsyncDisposable
         {
             KvTransferChecks.Range(lease, first, count, "source");
         }
+        if (write)
+        {
+            await ReportingWriteFailureAsync(handle, () => ServePinnedAsync(connection, shared, handle, first, count, write)).ConfigureAwait(false);
+        }
+        else
+        {
+            await ServePinnedAsync(connection, shared, handle, first, count, write).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ServePinnedAsync(KvConnection connection, ISharedKvBlockAccess shared, long handle, int first, int count, bool write)
+    {
         var layout = _access.Layout;
         var blocks = new int[count];
         using (shared.Pin(handle, first, count, write, blocks))

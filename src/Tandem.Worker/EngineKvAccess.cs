@@ -57,6 +57,21 @@ public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint
         }
     }
 
+    /// <summary>Cancelled when a transfer writing into the published lease breaks off (see <see cref="WriteFailed"/>).</summary>
+    public CancellationToken WriteFailure(long handle) => _leases.TryGetValue(handle, out var entry) ? entry.WriteFailure.Token : CancellationToken.None;
+
+    public void WriteFailed(long handle, string reason)
+    {
+        if (_leases.TryGetValue(handle, out var entry))
+        {
+            entry.FailureReason = reason;
+            entry.WriteFailure.Cancel();
+        }
+    }
+
+    /// <summary>Why the last transfer into the lease broke off; null when none did.</summary>
+    public string? WriteFailureReason(long handle) => _leases.TryGetValue(handle, out var entry) ? entry.FailureReason : null;
+
     public IDisposable Pin(long handle, int first, int count, bool write, Span<int> physicalBlocks)
     {
         var entry = Get(handle);
@@ -134,6 +149,11 @@ public sealed class EngineKvAccess(ServingEngine engine, string modelFingerprint
         public bool Withdrawn { get; set; }
 
         public int Pins { get; set; }
+
+        /// <summary>Cancelled when a write into the lease broke off; never disposed (it has no timer or registration of its own).</summary>
+        public CancellationTokenSource WriteFailure { get; } = new();
+
+        public string? FailureReason { get; set; }
     }
 
     private sealed class PinScope(Entry entry) : IDisposable

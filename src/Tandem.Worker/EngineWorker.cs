@@ -260,6 +260,9 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         var handle = KvAccess.Publish(lease);
         string? failure = null;
         RemotePrefillReply? reply = null;
+        // A push into our blocks that breaks off (the prefill worker died mid-transfer) ends the wait at once.
+        var pushFailure = KvAccess.WriteFailure(handle);
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, pushFailure);
         try
         {
             var message = new RemotePrefillRequest
@@ -279,7 +282,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
                 ModelFingerprint = Instance.ModelFingerprint,
                 DeadlineUnixMs = DateTimeOffset.UtcNow.Add(options.RemotePrefillTimeout).ToUnixTimeMilliseconds(),
             };
-            var answer = await services.Bus.RequestAsync(options.PrefillSubject(Instance.Model), PrefillProtocol.Encode(message), options.RemotePrefillTimeout, cancellationToken).ConfigureAwait(false);
+            var answer = await services.Bus.RequestAsync(options.PrefillSubject(Instance.Model), PrefillProtocol.Encode(message), options.RemotePrefillTimeout, wait.Token).ConfigureAwait(false);
             reply = PrefillProtocol.Decode<RemotePrefillReply>(answer.Payload);
             failure = reply.Ok ? null : reply.Busy ? "prefill_busy" : reply.TimedOut ? "timeout" : "prefill_error";
             if (!reply.Ok && !reply.Busy)
@@ -302,6 +305,11 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         catch (System.Text.Json.JsonException)
         {
             failure = "bad_reply";
+        }
+        catch (OperationCanceledException) when (pushFailure.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            failure = "push_failed";
+            Log.RemoteFailed(_logger, request.RequestId, $"the KV push into this worker broke off: {KvAccess.WriteFailureReason(handle)}");
         }
         finally
         {

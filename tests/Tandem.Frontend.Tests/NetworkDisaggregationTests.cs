@@ -151,7 +151,7 @@ public sealed class NetworkDisaggregationTests(SmallPresetModel model) : IClassF
         var stats = await pair.Decode.GetStatsAsync();
         Assert.Equal(0, stats.RemotePrefills);
         Assert.Equal(3, stats.PrefillFallbacks.Values.Sum());
-        Assert.True(stats.PrefillFallbacks.Keys.All(k => k is "prefill_error" or "timeout"), string.Join(", ", stats.PrefillFallbacks));
+        Assert.True(stats.PrefillFallbacks.Keys.All(k => k is "prefill_error" or "timeout" or "push_failed"), string.Join(", ", stats.PrefillFallbacks));
         await pair.AssertNoLeaksAsync();
     }
 
