@@ -8,7 +8,9 @@
 # Usage: scripts/bench-disagg.sh [OUT_DIR]
 # Environment: MODEL (default: the 110m preset, written once), MODES ("agg disagg"), REQUESTS (60), RATE (0.5 req/s),
 # LONG (768) / SHORT (64) prompt tokens, LONG_EVERY (4: one long prompt in 4), OSL (32), MAX_LOCAL_PREFILL (256),
-# SLO_TTFT_MS (8000), SLO_TPOT_MS (200), CORES ("0 1"), HTTP_PORT/ETCD_PORT/NATS_PORT (18441/23801/24241).
+# SLO_TTFT_MS (8000), SLO_TPOT_MS (200), REMOTE_PREFILL_TIMEOUT (30 s: how long the decode worker waits for a remote
+# prefill; the prefill worker refuses what it estimates it cannot finish within it), CORES ("0 1"),
+# HTTP_PORT/ETCD_PORT/NATS_PORT (18441/23801/24241).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$(mkdir -p "${1:-$root/.artifacts/bench-disagg}" && cd "${1:-$root/.artifacts/bench-disagg}" && pwd)"
@@ -50,7 +52,7 @@ for mode in ${MODES:-agg disagg}; do
             run frontend "${tandem[@]}" frontend --model "$MODEL" --http-port "$HTTP_PORT" --discovery "etcd://127.0.0.1:$ETCD_PORT"
         else
             start_nats
-            disagg=(--nats "nats://127.0.0.1:$NATS_PORT" --max-local-prefill-length "${MAX_LOCAL_PREFILL:-256}")
+            disagg=(--nats "nats://127.0.0.1:$NATS_PORT" --max-local-prefill-length "${MAX_LOCAL_PREFILL:-256}" --remote-prefill-timeout "${REMOTE_PREFILL_TIMEOUT:-30}")
             run prefill-0 taskset -c "$core_a" "${tandem[@]}" worker --role prefill --instance-id prefill-0 --log-level debug "${common[@]}" "${disagg[@]}"
             run decode-0 taskset -c "$core_b" "${tandem[@]}" worker --role decode --instance-id decode-0 --log-level debug "${common[@]}" "${disagg[@]}"
             run frontend "${tandem[@]}" frontend --model "$MODEL" --http-port "$HTTP_PORT" --discovery "etcd://127.0.0.1:$ETCD_PORT"

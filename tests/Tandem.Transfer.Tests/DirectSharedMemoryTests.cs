@@ -6,23 +6,8 @@ namespace Tandem.Transfer.Tests;
 /// Shared memory when the server's KV pool is itself a shared-memory file: the client copies straight into or out of the
 /// pool (one copy, no staging segment), under a pin that the server holds until the END or the connection drops.
 /// </summary>
-public sealed class DirectSharedMemoryTests : IDisposable
+public sealed class DirectSharedMemoryTests : SharedMemoryTestBase
 {
-    private readonly string _directory;
-    private readonly KvTransferOptions _options;
-
-    public DirectSharedMemoryTests()
-    {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _directory = Path.Combine(root, $"tandem-test-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(_directory);
-        _options = new KvTransferOptions { SharedMemoryDirectory = _directory };
-    }
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private string[] Segments => Directory.GetFiles(_directory, "tandem-kv-*");
-
     /// <summary>Physical blocks out of order, with one run of consecutive ids (copied in one call) and gaps.</summary>
     private static readonly int[] Scattered = [9, 2, 3, 4, 15, 0, 7, 11];
 
@@ -53,12 +38,12 @@ public sealed class DirectSharedMemoryTests : IDisposable
     {
         var source = new FakeKvBlockAccess(TestLayouts.Medium);
         var sourceLease = source.AddLease(first + count, random: new Random(seed));
-        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Medium, 16, _directory);
+        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Medium, 16, ShmDirectory);
         var untouched = Scattered[..first];
         var poolLease = pool.AddLease(Scattered[..(first + count)], cached: first, random: new Random(99));
         var before = untouched.Select(b => pool.Block(1, 0, b).ToArray()).ToList();
-        await using var server = new KvTransferServer(pool, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(pool, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
 
         await transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, poolLease, first, count, TestContext.Current.CancellationToken);
 
@@ -74,12 +59,12 @@ public sealed class DirectSharedMemoryTests : IDisposable
     [Fact]
     public async Task Pull_ReadsStraightOutOfThePool()
     {
-        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, _directory);
+        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, ShmDirectory);
         var poolLease = pool.AddLease(Scattered, random: new Random(5));
         var local = new FakeKvBlockAccess(TestLayouts.Small);
         var localLease = local.AddLease(Scattered.Length, cached: 2);
-        await using var server = new KvTransferServer(pool, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(pool, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
 
         await transport.PullAsync(server.SharedMemoryAddress, poolLease, local, localLease, 2, Scattered.Length - 2, TestContext.Current.CancellationToken);
         // Twice: the second transfer reuses the client's mapping of the pool.
@@ -96,10 +81,10 @@ public sealed class DirectSharedMemoryTests : IDisposable
     {
         var source = new FakeKvBlockAccess(TestLayouts.Small);
         var sourceLease = source.AddLease(Scattered.Length, random: new Random(8));
-        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, _directory);
+        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, ShmDirectory);
         var poolLease = pool.AddLease(Scattered);
-        await using var server = new KvTransferServer(pool, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options with { DirectSharedMemory = false });
+        await using var server = new KvTransferServer(pool, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions with { DirectSharedMemory = false });
 
         await transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, poolLease, 0, Scattered.Length, TestContext.Current.CancellationToken);
 
@@ -112,11 +97,11 @@ public sealed class DirectSharedMemoryTests : IDisposable
     {
         var source = new FakeKvBlockAccess(TestLayouts.Small);
         var sourceLease = source.AddLease(4, random: new Random(1));
-        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, _directory);
+        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, ShmDirectory);
         var poolLease = pool.AddLease([1, 2, 3, 4], cached: 2, random: new Random(2));
         var before = pool.Block(0, 0, 1).ToArray();
-        await using var server = new KvTransferServer(pool, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(pool, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
 
         var error = await Assert.ThrowsAnyAsync<KvTransferException>(() => transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, poolLease, 1, 3, TestContext.Current.CancellationToken));
 
@@ -128,10 +113,10 @@ public sealed class DirectSharedMemoryTests : IDisposable
     [Fact]
     public async Task ClientGoneMidTransfer_ReleasesThePin()
     {
-        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, _directory);
+        using var pool = new SharedPoolKvBlockAccess(TestLayouts.Small, 16, ShmDirectory);
         var poolLease = pool.AddLease([3, 4, 5]);
-        await using var server = new KvTransferServer(pool, options: _options);
-        var connections = new KvConnectionPool(SharedMemoryKvTransport.Scheme, _options);
+        await using var server = new KvTransferServer(pool, options: ShmOptions);
+        var connections = new KvConnectionPool(SharedMemoryKvTransport.Scheme, ShmOptions);
         var connection = await connections.RentAsync(server.SharedMemoryAddress, TestLayouts.Small, TestContext.Current.CancellationToken);
         Assert.True(connection.PeerSharesPool);
 

@@ -1,37 +1,24 @@
 namespace Tandem.Transfer.Tests;
 
-public sealed class SameHostKvTransportTests : IDisposable
+public sealed class SameHostKvTransportTests : SharedMemoryTestBase
 {
-    private readonly string _directory;
-    private readonly KvTransferOptions _options;
-
-    public SameHostKvTransportTests()
+    protected override void Dispose(bool disposing)
     {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _directory = Path.Combine(root, $"tandem-test-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(_directory);
-        _options = new KvTransferOptions { SharedMemoryDirectory = _directory };
-    }
-
-    public void Dispose()
-    {
-        Directory.Delete(_directory, recursive: true);
-        if (Directory.Exists(_directory + "-other"))
+        base.Dispose(disposing);
+        if (disposing && Directory.Exists(ShmDirectory + "-other"))
         {
-            Directory.Delete(_directory + "-other", recursive: true);
+            Directory.Delete(ShmDirectory + "-other", recursive: true);
         }
     }
-
-    private string[] Segments => Directory.GetFiles(_directory, "tandem-kv-*");
 
     [Fact]
     public async Task AdvertisedAddress_SameDomain_PushAndPullGoThroughSharedMemory()
     {
         var remote = new FakeKvBlockAccess(TestLayouts.Medium);
         var local = new FakeKvBlockAccess(TestLayouts.Medium);
-        await using var server = new KvTransferServer(remote, options: _options);
-        await using var tcp = new TcpKvTransport(_options);
-        await using var shm = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        await using var tcp = new TcpKvTransport(ShmOptions);
+        await using var shm = new SharedMemoryKvTransport(ShmOptions);
         var transport = new SameHostKvTransport(tcp, shm);
         var address = server.AdvertisedAddress;
         var ct = TestContext.Current.CancellationToken;
@@ -59,9 +46,9 @@ public sealed class SameHostKvTransportTests : IDisposable
     {
         var remote = new FakeKvBlockAccess(TestLayouts.Small);
         var local = new FakeKvBlockAccess(TestLayouts.Small);
-        await using var server = new KvTransferServer(remote, options: _options);
-        await using var tcp = new TcpKvTransport(_options);
-        await using var shm = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        await using var tcp = new TcpKvTransport(ShmOptions);
+        await using var shm = new SharedMemoryKvTransport(ShmOptions);
         var transport = new SameHostKvTransport(tcp, shm);
         var address = otherDomain ? SameHostKvTransport.Advertise(server.TcpAddress, new string('a', 32)) : server.TcpAddress;
 
@@ -79,13 +66,13 @@ public sealed class SameHostKvTransportTests : IDisposable
     public async Task SharedMemoryRefusedByPeer_TransferRetriedOverTcp_AndPeerStaysOnTcp()
     {
         // Same domain id advertised, but the server looks for segments in another directory: it refuses ours.
-        var other = _directory + "-other";
+        var other = ShmDirectory + "-other";
         Directory.CreateDirectory(other);
         var remote = new FakeKvBlockAccess(TestLayouts.Small);
         var local = new FakeKvBlockAccess(TestLayouts.Small);
-        await using var server = new KvTransferServer(remote, options: _options with { SharedMemoryDirectory = other });
-        await using var tcp = new TcpKvTransport(_options);
-        await using var shm = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions with { SharedMemoryDirectory = other });
+        await using var tcp = new TcpKvTransport(ShmOptions);
+        await using var shm = new SharedMemoryKvTransport(ShmOptions);
         var transport = new SameHostKvTransport(tcp, shm);
         var address = SameHostKvTransport.Advertise(server.TcpAddress, shm.DomainId);
         Assert.Equal(server.SharedMemoryAddress, transport.Route(address));

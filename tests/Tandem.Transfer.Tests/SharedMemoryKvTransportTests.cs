@@ -2,23 +2,8 @@ using Tandem.Abstractions;
 
 namespace Tandem.Transfer.Tests;
 
-public sealed class SharedMemoryKvTransportTests : IDisposable
+public sealed class SharedMemoryKvTransportTests : SharedMemoryTestBase
 {
-    private readonly string _directory;
-    private readonly KvTransferOptions _options;
-
-    public SharedMemoryKvTransportTests()
-    {
-        var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
-        _directory = Path.Combine(root, $"tandem-test-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(_directory);
-        _options = new KvTransferOptions { SharedMemoryDirectory = _directory };
-    }
-
-    public void Dispose() => Directory.Delete(_directory, recursive: true);
-
-    private string[] Segments => Directory.GetFiles(_directory, "tandem-kv-*");
-
     [Theory]
     [InlineData(1, 0, 5)]
     [InlineData(2, 3, 9)]
@@ -28,8 +13,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var destination = new FakeKvBlockAccess(TestLayouts.Medium);
         var sourceLease = source.AddLease(first + count, random: new Random(seed));
         var destinationLease = destination.AddLease(first + count, cached: first);
-        await using var server = new KvTransferServer(destination, options: _options);
-        var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(destination, options: ShmOptions);
+        var transport = new SharedMemoryKvTransport(ShmOptions);
 
         await transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, first, count, TestContext.Current.CancellationToken);
 
@@ -50,8 +35,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var local = new FakeKvBlockAccess(TestLayouts.Small);
         var remoteLease = remote.AddLease(first + count + 1, random: new Random(seed));
         var localLease = local.AddLease(first + count + 1);
-        await using var server = new KvTransferServer(remote, options: _options);
-        var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        var transport = new SharedMemoryKvTransport(ShmOptions);
 
         await transport.PullAsync(server.SharedMemoryAddress, remoteLease, local, localLease, first, count, TestContext.Current.CancellationToken);
 
@@ -68,8 +53,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var remote = new FakeKvBlockAccess(TestLayouts.Medium);
         var local = new FakeKvBlockAccess(TestLayouts.Medium);
         var random = new Random(11);
-        await using var server = new KvTransferServer(remote, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
         var ct = TestContext.Current.CancellationToken;
         string? path = null;
         for (var i = 0; i < 4; i++)
@@ -111,11 +96,11 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     {
         var remote = new FakeKvBlockAccess(TestLayouts.Small);
         var local = new FakeKvBlockAccess(TestLayouts.Small);
-        await using var server = new KvTransferServer(remote, options: _options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
         var ct = TestContext.Current.CancellationToken;
         for (var i = 0; i < 3; i++)
         {
-            var transport = new SharedMemoryKvTransport(_options);
+            var transport = new SharedMemoryKvTransport(ShmOptions);
             var localLease = local.AddLease(3, random: new Random(i));
             var remoteLease = remote.AddLease(3);
             await transport.PushAsync(local, localLease, server.SharedMemoryAddress, remoteLease, 0, 3, ct);
@@ -130,23 +115,23 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     [Fact]
     public async Task NewTransport_DeletesSegmentsNoProcessHoldsOpen_KeepsLiveOnes()
     {
-        var orphan = Path.Combine(_directory, "tandem-kv-999999-0123456789abcdef0123456789abcdef");
+        var orphan = Path.Combine(ShmDirectory, "tandem-kv-999999-0123456789abcdef0123456789abcdef");
         await File.WriteAllBytesAsync(orphan, new byte[4096], TestContext.Current.CancellationToken);
         File.SetLastWriteTimeUtc(orphan, DateTime.UtcNow.AddMinutes(-5));
-        var unrelated = Path.Combine(_directory, "other-file");
+        var unrelated = Path.Combine(ShmDirectory, "other-file");
         await File.WriteAllBytesAsync(unrelated, [1], TestContext.Current.CancellationToken);
         File.SetLastWriteTimeUtc(unrelated, DateTime.UtcNow.AddMinutes(-5));
         var remote = new FakeKvBlockAccess(TestLayouts.Small);
         var local = new FakeKvBlockAccess(TestLayouts.Small);
-        await using var server = new KvTransferServer(remote, options: _options);
-        await using var first = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        await using var first = new SharedMemoryKvTransport(ShmOptions);
         Assert.False(File.Exists(orphan));
         Assert.True(File.Exists(unrelated));
         await first.PushAsync(local, local.AddLease(2, random: new Random(3)), server.SharedMemoryAddress, remote.AddLease(2), 0, 2, TestContext.Current.CancellationToken);
         var live = Assert.Single(Segments);
         File.SetLastWriteTimeUtc(live, DateTime.UtcNow.AddMinutes(-5));
 
-        await using var second = new SharedMemoryKvTransport(_options);
+        await using var second = new SharedMemoryKvTransport(ShmOptions);
 
         Assert.True(File.Exists(live), "a segment another transport holds open is not an orphan");
     }
@@ -154,11 +139,11 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     [Fact]
     public void DomainId_SameDirectorySameId_OtherDirectoryOtherId()
     {
-        var other = _directory + "-domain";
+        var other = ShmDirectory + "-domain";
         Directory.CreateDirectory(other);
         try
         {
-            var ids = Enumerable.Range(0, 8).AsParallel().Select(_ => SharedMemorySegment.DomainId(_directory)).ToArray();
+            var ids = Enumerable.Range(0, 8).AsParallel().Select(_ => SharedMemorySegment.DomainId(ShmDirectory)).ToArray();
             Assert.All(ids, id => Assert.Equal(ids[0], id));
             Assert.Matches("^[0-9a-f]{32}$", ids[0]!);
             Assert.NotEqual(ids[0], SharedMemorySegment.DomainId(other));
@@ -176,8 +161,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var random = new Random(16);
         var workerA = new FakeKvBlockAccess(TestLayouts.Medium);
         var workerB = new FakeKvBlockAccess(TestLayouts.Medium);
-        await using var server = new KvTransferServer(workerB, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(workerB, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
         var pairs = Enumerable.Range(0, 16).Select(i => (A: workerA.AddLease(7, random: random), B: workerB.AddLease(7, random: i % 2 == 1 ? random : null))).ToArray();
 
         await Task.WhenAll(pairs.Select((pair, i) => i % 2 == 0
@@ -185,7 +170,7 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
             : transport.PullAsync(server.SharedMemoryAddress, pair.B, workerA, pair.A, 2, 5, TestContext.Current.CancellationToken)));
 
         Assert.All(pairs, pair => Assert.True(workerA.SameBlocks(pair.A, workerB, pair.B, 2, 5)));
-        Assert.InRange(Segments.Length, 1, _options.MaxIdleSegmentsPerEndpoint);
+        Assert.InRange(Segments.Length, 1, ShmOptions.MaxIdleSegmentsPerEndpoint);
         await transport.DisposeAsync();
         Assert.Empty(Segments);
     }
@@ -195,8 +180,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     {
         var source = new FakeKvBlockAccess(TestLayouts.Small);
         var sourceLease = source.AddLease(3, random: new Random(5));
-        await using var server = new KvTransferServer(new FakeKvBlockAccess(TestLayouts.Small), options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(new FakeKvBlockAccess(TestLayouts.Small), options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
 
         var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
             transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, 31337, 0, 3, TestContext.Current.CancellationToken));
@@ -212,8 +197,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var destination = new FakeKvBlockAccess(TestLayouts.Small with { NumLayers = 4 });
         var sourceLease = source.AddLease(3, random: new Random(6));
         var destinationLease = destination.AddLease(3);
-        await using var server = new KvTransferServer(destination, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(destination, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
 
         var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
             transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, 0, 3, TestContext.Current.CancellationToken));
@@ -230,8 +215,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var local = new FakeKvBlockAccess(TestLayouts.Medium);
         var remoteLease = remote.AddLease(8, random: new Random(7));
         var localLease = local.AddLease(8);
-        await using var server = new KvTransferServer(remote, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(remote, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         local.BeforeWrite = layer =>
         {
@@ -255,8 +240,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
         var destination = new FakeKvBlockAccess(TestLayouts.Medium);
         var sourceLease = source.AddLease(8, random: new Random(8));
         var destinationLease = destination.AddLease(8);
-        await using var server = new KvTransferServer(destination, options: _options);
-        await using var transport = new SharedMemoryKvTransport(_options);
+        await using var server = new KvTransferServer(destination, options: ShmOptions);
+        await using var transport = new SharedMemoryKvTransport(ShmOptions);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         destination.BeforeWrite = layer =>
         {
@@ -277,7 +262,7 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     {
         var source = new FakeKvBlockAccess(TestLayouts.Small);
         var sourceLease = source.AddLease(2);
-        var options = _options with { SharedMemoryDirectory = Path.Combine(_directory, "missing") };
+        var options = ShmOptions with { SharedMemoryDirectory = Path.Combine(ShmDirectory, "missing") };
         await using var transport = new SharedMemoryKvTransport(options);
 
         var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
@@ -290,7 +275,7 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
     [Fact]
     public async Task PushAsync_SegmentOutsideServerDirectory_Refused()
     {
-        var otherDirectory = _directory + "-other";
+        var otherDirectory = ShmDirectory + "-other";
         Directory.CreateDirectory(otherDirectory);
         try
         {
@@ -298,8 +283,8 @@ public sealed class SharedMemoryKvTransportTests : IDisposable
             var destination = new FakeKvBlockAccess(TestLayouts.Small);
             var sourceLease = source.AddLease(2, random: new Random(9));
             var destinationLease = destination.AddLease(2);
-            await using var server = new KvTransferServer(destination, options: _options);
-            await using var transport = new SharedMemoryKvTransport(_options with { SharedMemoryDirectory = otherDirectory });
+            await using var server = new KvTransferServer(destination, options: ShmOptions);
+            await using var transport = new SharedMemoryKvTransport(ShmOptions with { SharedMemoryDirectory = otherDirectory });
 
             var error = await Assert.ThrowsAnyAsync<KvTransferException>(() =>
                 transport.PushAsync(source, sourceLease, server.SharedMemoryAddress, destinationLease, 0, 2, TestContext.Current.CancellationToken));
