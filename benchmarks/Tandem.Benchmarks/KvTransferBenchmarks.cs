@@ -13,9 +13,10 @@ namespace Tandem.Benchmarks;
 /// same bytes from the source arrays into the destination arrays on one thread, <c>tcp-raw</c> sends them over one
 /// loopback socket in chunks of <see cref="KvTransferOptions.MaxChunkBytes"/> straight into the destination arrays (no
 /// framing, checksums or acknowledgements). GB/s = 75,497,472 bytes ÷ mean. <c>shm</c> is the worker's case: the peer's
-/// KV pool is a shared-memory file (engine layout, the lease's 64 blocks scattered over a 128-block pool, no two
-/// consecutive) and the client copies straight into or out of it; <c>shm-staged</c> is the same through a staging
-/// segment (two copies, what a peer with a private pool gets).
+/// KV pool is a shared-memory file (engine layout, 128 blocks) holding the lease in 64 consecutive blocks (as a fresh
+/// engine allocates them), and the client copies straight into or out of it; <c>shm-scattered</c> is the same with
+/// the lease's blocks scattered (every other block, in reverse order: one copy per block, a fragmented pool);
+/// <c>shm-staged</c> goes through a staging segment (two copies, what a peer with a private pool gets).
 /// </summary>
 [MemoryDiagnoser]
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "Disposed in GlobalCleanup.")]
@@ -37,7 +38,7 @@ public class KvTransferBenchmarks
     private readonly SemaphoreSlim _rawStart = new(0);
     private readonly SemaphoreSlim _rawDone = new(0);
 
-    [Params("memcpy", "tcp-raw", "inproc", "tcp", "shm", "shm-staged")]
+    [Params("memcpy", "tcp-raw", "inproc", "tcp", "shm", "shm-scattered", "shm-staged")]
     public string Transport { get; set; } = "tcp";
 
     [Params(64)]
@@ -82,7 +83,9 @@ public class KvTransferBenchmarks
                 break;
             default:
                 _pool = new Tandem.Transfer.Tests.SharedPoolKvBlockAccess(Layout, 2 * Blocks, KvTransferOptions.Default.SharedMemoryDirectory);
-                _remoteHandle = _pool.AddLease([.. Enumerable.Range(0, Blocks).Select(i => 2 * (Blocks - 1 - i))], random: new Random(2));
+                _remoteHandle = _pool.AddLease(
+                    Transport == "shm" ? [.. Enumerable.Range(0, Blocks)] : [.. Enumerable.Range(0, Blocks).Select(i => 2 * (Blocks - 1 - i))],
+                    random: new Random(2));
                 _server = new KvTransferServer(_pool);
                 _transport = new SharedMemoryKvTransport();
                 _address = _server.SharedMemoryAddress;

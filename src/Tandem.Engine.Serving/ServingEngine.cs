@@ -48,6 +48,7 @@ public sealed class ServingEngine : IDisposable
     private long _cancelledCount;
     private long _rejected;
     private long _steps;
+    private long _busyTicks;
     private long _promptComputed;
     private long _generated;
     private int _runningCount;
@@ -94,6 +95,12 @@ public sealed class ServingEngine : IDisposable
 
     /// <summary>The shared-memory file holding the KV pool (see <see cref="ServingOptions.KvSharedMemoryDirectory"/>); null when private.</summary>
     public string? KvPoolFile => _compute.Cache?.SharedFile;
+
+    /// <summary>Time spent computing steps since the engine started (the rest it was idle or scheduling).</summary>
+    public TimeSpan BusyTime => System.Diagnostics.Stopwatch.GetElapsedTime(0, Interlocked.Read(ref _busyTicks));
+
+    /// <summary>Prompt tokens run through the model since the engine started (the same count as <see cref="EngineStats.PromptTokensComputed"/>).</summary>
+    public long PromptTokensComputed => Interlocked.Read(ref _promptComputed);
 
     /// <summary>Blocks in the KV pool (the pool's layout: per layer, keys of all blocks then values of all blocks).</summary>
     public int KvPoolBlocks => _compute.Cache?.NumBlocks ?? 0;
@@ -680,6 +687,7 @@ public sealed class ServingEngine : IDisposable
             _nextTokens = new int[Math.Max(_chunks.Count, Math.Min(Options.MaxNumSeqs, 64))];
             _nextLogprobs = new float[_nextTokens.Length];
         }
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             _compute.Run(_chunks, _chunkOwners, _nextTokens, _nextLogprobs);
@@ -695,6 +703,7 @@ public sealed class ServingEngine : IDisposable
             return;
         }
         Interlocked.Increment(ref _steps);
+        Interlocked.Add(ref _busyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - started);
 
         var row = 0;
         for (var i = 0; i < _chunks.Count; i++)

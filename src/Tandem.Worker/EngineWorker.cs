@@ -61,6 +61,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         }
         Instance = instance with { KvBlockSize = engine.BlockSize, Endpoints = endpoints };
         KvAccess = kvAccess ?? new EngineKvAccess(engine, instance.ModelFingerprint);
+        Backlog = new PrefillBacklog(() => (engine.BusyTime, engine.PromptTokensComputed));
     }
 
     public WorkerInstance Instance { get; }
@@ -68,7 +69,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
     public ServingEngine Engine => _engine;
 
     /// <summary>Prefill side: the prefills accepted and not finished, and the learned rate (remote prefill admission).</summary>
-    public PrefillBacklog Backlog { get; } = new();
+    public PrefillBacklog Backlog { get; }
 
     /// <summary>The engine's KV memory for transports; register it with the transport servers under <see cref="WorkerServices.KvAddress"/>.</summary>
     public EngineKvAccess KvAccess { get; }
@@ -129,9 +130,8 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
             throw new InvalidRequestException($"worker {Instance.InstanceId} does not serve context-only prefills");
         }
         ThrowIfDraining();
-        using var ticket = Backlog.TryAdmit(request.PromptTokens.Count, null, out _)!;
+        using var ticket = Backlog.TryAdmit(request.PromptTokens.Count, null, out _);
         var result = await _engine.PrefillAsync(request, cancellationToken).ConfigureAwait(false);
-        ticket.Completed(request.PromptTokens.Count - result.FirstToken.CachedPromptTokens);
         var first = FirstTokenOf(result.FirstToken, request);
         if (first.IsFinal || result.Kv is null)
         {
@@ -491,7 +491,6 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             KvAccess.Withdraw(handle)?.Dispose();
         }
-        ticket.Completed(request.PromptTokens.Length - result.FirstToken.CachedPromptTokens);
         return new RemotePrefillReply
         {
             Ok = true,

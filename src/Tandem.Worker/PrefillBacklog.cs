@@ -1,25 +1,25 @@
 namespace Tandem.Worker;
 
 /// <summary>
-/// A prefill worker's view of its own queue: the prompt tokens it accepted and has not finished, and how fast it works
-/// through them. It refuses a remote prefill it cannot finish before the decode worker stops waiting, so that the decode
-/// worker prefills locally at once instead of after its timeout, with the prefill worker's work thrown away.
+/// A prefill worker's view of its own queue: the prompt tokens it accepted and has not finished, and how fast its engine
+/// computes prompt tokens. It refuses a remote prefill it cannot finish before the decode worker stops waiting, so that
+/// the decode worker prefills locally at once instead of after its timeout, with the prefill worker's work thrown away.
 /// </summary>
 /// <remarks>
-/// The rate is learned from finished prefills. The engine runs the oldest prefill first, so the queue behaves like one
-/// first-in first-out server: the time spent on a prefill is its finish time minus the later of its arrival and the
-/// previous finish. Seconds per token is an exponentially weighted mean of those samples; until there is one, every
-/// prefill is accepted.
+/// The rate comes from the engine's own accounting (<paramref name="progress"/>: the time it spent computing steps and
+/// the prompt tokens those steps computed), read at each admission: seconds per token is an exponentially weighted
+/// mean of the ratio over each interval in which at least <see cref="MinSampleTokens"/> prompt tokens were computed.
+/// So it is learned from every step, also from prefills that were cancelled or timed out (a worker whose every prefill
+/// misses the deadline still learns that it is slow), and a worker that gets faster once warm (JIT, first page touches)
+/// catches up within a few prefills. Until a first sample exists, and whenever nothing is pending, a prefill is
+/// accepted.
 /// </remarks>
-public sealed class PrefillBacklog(TimeProvider? time = null)
+public sealed class PrefillBacklog(Func<(TimeSpan Busy, long PromptTokens)> progress, TimeProvider? time = null)
 {
     /// <summary>Weight of the newest sample in the mean.</summary>
     private const double Smoothing = 0.3;
 
-    /// <summary>
-    /// Prefills that computed fewer tokens (mostly prefix-cache hits) teach nothing: their fixed costs (the KV push,
-    /// messages) would read as a slow rate per token.
-    /// </summary>
+    /// <summary>Fewer prompt tokens since the last sample teach nothing yet (a step's fixed costs would read as a slow rate).</summary>
     public const int MinSampleTokens = 32;
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -27,7 +27,7 @@ public sealed class PrefillBacklog(TimeProvider? time = null)
     private long _pendingTokens;
     private int _pending;
     private double _secondsPerToken;
-    private DateTimeOffset _lastFinish = DateTimeOffset.MinValue;
+    private (TimeSpan Busy, long PromptTokens) _last;
 
     /// <summary>Prompt tokens accepted and not finished.</summary>
     public long PendingTokens
@@ -53,13 +53,14 @@ public sealed class PrefillBacklog(TimeProvider? time = null)
         }
     }
 
-    /// <summary>Learned seconds per prompt token; 0 before the first finished prefill.</summary>
+    /// <summary>Learned seconds per prompt token (0 while unknown), brought up to date with the engine's progress.</summary>
     public double SecondsPerToken
     {
         get
         {
             lock (_gate)
             {
+                Learn();
                 return _secondsPerToken;
             }
         }
@@ -68,74 +69,59 @@ public sealed class PrefillBacklog(TimeProvider? time = null)
     /// <summary>
     /// Accepts a prefill of <paramref name="tokens"/> prompt tokens unless the queue ahead of it and itself are estimated
     /// to finish after <paramref name="deadline"/> (null: always accepted). <paramref name="estimate"/> is the estimated
-    /// time to finish it (zero while the rate is unknown).
+    /// time to finish it (zero while the rate is unknown). Dispose the ticket when the prefill ends, however it ends.
     /// </summary>
-    public Ticket? TryAdmit(int tokens, DateTimeOffset? deadline, out TimeSpan estimate)
+    public IDisposable? TryAdmit(int tokens, DateTimeOffset? deadline, out TimeSpan estimate)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);
         var now = _time.GetUtcNow();
         lock (_gate)
         {
+            Learn();
             estimate = TimeSpan.FromSeconds((_pendingTokens + tokens) * _secondsPerToken);
-            if (deadline is { } d && _secondsPerToken > 0 && now + estimate > d)
+            // An idle worker always takes the next prefill: it is the best it can do, and refusing everything would also
+            // stop it from ever learning that it got faster.
+            if (deadline is { } d && _pending > 0 && _secondsPerToken > 0 && now + estimate > d)
             {
                 return null;
             }
             _pendingTokens += tokens;
             _pending++;
-            return new Ticket(this, tokens, now);
+            return new Ticket(this, tokens);
         }
     }
 
-    private void Finish(Ticket ticket, int computedTokens)
+    private void Learn()
     {
-        var now = _time.GetUtcNow();
+        var current = progress();
+        var tokens = current.PromptTokens - _last.PromptTokens;
+        if (tokens < MinSampleTokens)
+        {
+            return;
+        }
+        var sample = Math.Max(0, (current.Busy - _last.Busy).TotalSeconds) / tokens;
+        _secondsPerToken = _secondsPerToken == 0 ? sample : (Smoothing * sample) + ((1 - Smoothing) * _secondsPerToken);
+        _last = current;
+    }
+
+    private void Leave(int tokens)
+    {
         lock (_gate)
         {
-            _pendingTokens -= ticket.Tokens;
+            _pendingTokens -= tokens;
             _pending--;
-            var previousFinish = _lastFinish;
-            if (computedTokens >= 0)
-            {
-                _lastFinish = now;
-            }
-            if (computedTokens < MinSampleTokens)
-            {
-                return;
-            }
-            var start = ticket.AcceptedAt > previousFinish ? ticket.AcceptedAt : previousFinish;
-            var sample = Math.Max(0, (now - start).TotalSeconds) / computedTokens;
-            _secondsPerToken = _secondsPerToken == 0 ? sample : (Smoothing * sample) + ((1 - Smoothing) * _secondsPerToken);
         }
     }
 
-    /// <summary>One accepted prefill. Dispose it when the prefill ends; <see cref="Completed"/> first teaches the rate.</summary>
-    public sealed class Ticket : IDisposable
+    private sealed class Ticket(PrefillBacklog owner, int tokens) : IDisposable
     {
-        private readonly PrefillBacklog _owner;
-        private int _computed = -1;
         private int _disposed;
 
-        internal Ticket(PrefillBacklog owner, int tokens, DateTimeOffset acceptedAt)
-        {
-            _owner = owner;
-            Tokens = tokens;
-            AcceptedAt = acceptedAt;
-        }
-
-        public int Tokens { get; }
-
-        public DateTimeOffset AcceptedAt { get; }
-
-        /// <summary>The prefill finished, computing <paramref name="computedTokens"/> tokens (the prompt less its prefix-cache hit).</summary>
-        public void Completed(int computedTokens) => _computed = computedTokens;
-
-        /// <summary>Leaves the backlog; a prefill that failed or was cancelled teaches nothing about the rate.</summary>
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
-                _owner.Finish(this, _computed);
+                owner.Leave(tokens);
             }
         }
     }

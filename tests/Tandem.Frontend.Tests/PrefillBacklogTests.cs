@@ -2,7 +2,7 @@ using Tandem.Worker;
 
 namespace Tandem.Frontend.Tests;
 
-/// <summary>The prefill worker's admission: it learns its rate from finished prefills and refuses what cannot finish in time.</summary>
+/// <summary>The prefill worker's admission: it learns its rate from the engine's progress and refuses what cannot finish in time.</summary>
 public sealed class PrefillBacklogTests
 {
     private sealed class ManualClock : TimeProvider
@@ -10,60 +10,62 @@ public sealed class PrefillBacklogTests
         public DateTimeOffset Now { get; set; } = new(2026, 12, 2, 0, 0, 0, TimeSpan.Zero);
 
         public override DateTimeOffset GetUtcNow() => Now;
+    }
 
-        public void Advance(double seconds) => Now += TimeSpan.FromSeconds(seconds);
+    /// <summary>What an engine reports: time spent computing and prompt tokens computed.</summary>
+    private sealed class FakeEngine
+    {
+        public TimeSpan Busy { get; set; }
+
+        public long PromptTokens { get; set; }
+
+        public void Compute(long tokens, double seconds)
+        {
+            PromptTokens += tokens;
+            Busy += TimeSpan.FromSeconds(seconds);
+        }
+    }
+
+    private static (PrefillBacklog Backlog, FakeEngine Engine, ManualClock Clock) Create()
+    {
+        var engine = new FakeEngine();
+        var clock = new ManualClock();
+        return (new PrefillBacklog(() => (engine.Busy, engine.PromptTokens), clock), engine, clock);
     }
 
     [Fact]
     public void AcceptsEverything_UntilARateIsLearned()
     {
-        var clock = new ManualClock();
-        var backlog = new PrefillBacklog(clock);
+        var (backlog, _, clock) = Create();
         using var a = backlog.TryAdmit(10_000, clock.Now.AddMilliseconds(1), out var estimate);
+        using var b = backlog.TryAdmit(10_000, clock.Now.AddMilliseconds(1), out _);
         Assert.NotNull(a);
+        Assert.NotNull(b);
         Assert.Equal(TimeSpan.Zero, estimate);
-        Assert.Equal(10_000, backlog.PendingTokens);
-        Assert.Equal(1, backlog.Pending);
+        Assert.Equal(20_000, backlog.PendingTokens);
+        Assert.Equal(2, backlog.Pending);
     }
 
     [Fact]
-    public void LearnsSecondsPerToken_AsAFirstInFirstOutServer()
+    public void LearnsSecondsPerToken_FromTheEnginesBusyTime_AsAWeightedMean()
     {
-        var clock = new ManualClock();
-        var backlog = new PrefillBacklog(clock);
-        var first = backlog.TryAdmit(1000, null, out _)!;
-        var second = backlog.TryAdmit(500, null, out _)!;
-        clock.Advance(2); // the first took 2 s for 1000 tokens
-        first.Completed(1000);
-        first.Dispose();
+        var (backlog, engine, _) = Create();
+        engine.Compute(1000, 2); // 2 ms per token
         Assert.Equal(0.002, backlog.SecondsPerToken, 9);
-        clock.Advance(1); // the second waited behind the first, then took 1 s for 500 tokens: the same rate
-        second.Completed(500);
-        second.Dispose();
+        engine.Compute(PrefillBacklog.MinSampleTokens - 1, 10); // too few tokens for a sample yet
         Assert.Equal(0.002, backlog.SecondsPerToken, 9);
-        Assert.Equal(0, backlog.PendingTokens);
-
-        // An idle gap is not service time: a prefill arriving later is timed from its own arrival.
-        clock.Advance(60);
-        var third = backlog.TryAdmit(1000, null, out var estimate)!;
-        Assert.Equal(2.0, estimate.TotalSeconds, 6);
-        clock.Advance(4); // twice as slow now: the mean moves by the smoothing weight
-        third.Completed(1000);
-        third.Dispose();
-        Assert.Equal((0.3 * 0.004) + (0.7 * 0.002), backlog.SecondsPerToken, 9);
+        engine.Compute(1, 0); // now 32 tokens in 10 s since the last sample
+        Assert.Equal((0.3 * (10.0 / 32)) + (0.7 * 0.002), backlog.SecondsPerToken, 9);
     }
 
     [Fact]
-    public void RefusesWhatTheQueueAheadWouldMakeLate()
+    public void RefusesWhatTheQueueAheadWouldMakeLate_ButAnIdleWorkerTakesAnything()
     {
-        var clock = new ManualClock();
-        var backlog = new PrefillBacklog(clock);
-        var warmup = backlog.TryAdmit(1000, null, out _)!;
-        clock.Advance(1); // 1 ms per token
-        warmup.Completed(1000);
-        warmup.Dispose();
+        var (backlog, engine, clock) = Create();
+        engine.Compute(1000, 1); // 1 ms per token
 
-        using var ahead = backlog.TryAdmit(3000, clock.Now.AddSeconds(10), out var aheadEstimate);
+        // Idle: even a prefill estimated past its deadline is taken (the best this worker can do).
+        using var ahead = backlog.TryAdmit(3000, clock.Now.AddSeconds(1), out var aheadEstimate);
         Assert.NotNull(ahead);
         Assert.Equal(3.0, aheadEstimate.TotalSeconds, 6);
         // 3000 tokens ahead + 2000 = 5 s: too late for a 4 s deadline, in time for a 6 s one.
@@ -79,25 +81,18 @@ public sealed class PrefillBacklogTests
     }
 
     [Fact]
-    public void FailedAndTinyPrefills_TeachNothing_ButLeaveTheBacklog()
+    public void FinishedPrefills_LeaveTheBacklog_Once()
     {
-        var clock = new ManualClock();
-        var backlog = new PrefillBacklog(clock);
-        var warmup = backlog.TryAdmit(1000, null, out _)!;
-        clock.Advance(1);
-        warmup.Completed(1000);
-        warmup.Dispose();
-
-        var failed = backlog.TryAdmit(1000, null, out _)!;
-        clock.Advance(30);
-        failed.Dispose(); // cancelled or failed: no Completed
-        var cached = backlog.TryAdmit(1000, null, out _)!;
-        clock.Advance(0.5);
-        cached.Completed(PrefillBacklog.MinSampleTokens - 1); // a prefix-cache hit: push and messages dominate
-        cached.Dispose();
-        cached.Dispose(); // twice is harmless
-        Assert.Equal(0.001, backlog.SecondsPerToken, 9);
-        Assert.Equal(0, backlog.PendingTokens);
-        Assert.Equal(0, backlog.Pending);
+        var (backlog, engine, clock) = Create();
+        engine.Compute(1000, 1);
+        var first = backlog.TryAdmit(1000, null, out _)!;
+        var second = backlog.TryAdmit(500, null, out _)!;
+        first.Dispose();
+        first.Dispose(); // twice is harmless
+        Assert.Equal(500, backlog.PendingTokens);
+        Assert.Equal(1, backlog.Pending);
+        // With the queue shorter, a request refused before is taken now.
+        Assert.NotNull(backlog.TryAdmit(1000, clock.Now.AddSeconds(1.6), out _));
+        second.Dispose();
     }
 }
