@@ -38,6 +38,12 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
             byte* pointer = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             _pointer = pointer + _view.PointerOffset;
+            if (System.IO.Path.GetFileName(path).StartsWith(ISharedKvBlockAccess.PoolFilePrefix, StringComparison.Ordinal))
+            {
+                // A peer's KV pool, mapped once and kept: transfers land on blocks all over it, and each page's first
+                // touch would otherwise fault inside a transfer.
+                MemoryPages.TryPopulate((IntPtr)pointer, length);
+            }
         }
         catch
         {

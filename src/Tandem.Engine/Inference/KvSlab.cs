@@ -13,6 +13,8 @@ namespace Tandem.Engine.Inference;
 /// is only truncated to size would fail with SIGBUS on the first page that finds the file system full, and allocating
 /// up front also spares every first write to a page its fault. While the process lives it keeps the file open, which
 /// holds a shared <c>flock</c>, so a sweep of the directory can tell its file from one a killed process left behind.
+/// The mapping's pages are populated at once (<see cref="Abstractions.MemoryPages"/>), so no step of the engine pays a
+/// page fault for its first write to a block.
 /// </remarks>
 public sealed unsafe class KvSlab : IDisposable
 {
@@ -87,6 +89,8 @@ public sealed unsafe class KvSlab : IDisposable
             view = file.CreateViewAccessor(0, bytes, MemoryMappedFileAccess.ReadWrite);
             byte* pointer = null;
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+            // The engine writes every page sooner or later: map them all now (the file's pages already exist).
+            Abstractions.MemoryPages.TryPopulate((IntPtr)pointer, bytes);
             // Mappings start on a page boundary, so the slab is at least 64-byte aligned.
             return new KvSlab(pointer + view.PointerOffset, bytes, path, file, view);
         }
