@@ -97,25 +97,51 @@ public sealed partial class Cluster : IAsyncDisposable
     /// <summary>Starts `tandem frontend` on a free port and returns its base URL once /health is 200.</summary>
     public async Task<(Process Process, Uri Url)> StartFrontendAsync(params string[] extra)
     {
-        var port = FreePort();
-        var process = Start("dotnet", $"\"{TandemDll}\" frontend --model \"{ModelPath}\" --http-port {port} --discovery {Etcd} {string.Join(' ', extra)}");
-        PumpOutput(process);
-        var url = new Uri($"http://127.0.0.1:{port}/");
-        await WaitHealthyAsync(url, TimeSpan.FromSeconds(60));
-        return (process, url);
+        return await StartHealthyAsync(port =>
+        {
+            var process = Start("dotnet", $"\"{TandemDll}\" frontend --model \"{ModelPath}\" --http-port {port} --discovery {Etcd} {string.Join(' ', extra)}");
+            PumpOutput(process);
+            return process;
+        }, TimeSpan.FromSeconds(60));
     }
 
-    public static async Task WaitHealthyAsync(Uri url, TimeSpan timeout)
+    /// <summary>
+    /// Starts a process that serves HTTP on a port of its own (<paramref name="start"/> gets a free port) and waits for
+    /// its /health. A port from <see cref="FreePort"/> can be taken by someone else before the process binds it (tests
+    /// run in parallel and outgoing connections take ephemeral ports too); a process that exits before it is healthy is
+    /// started again on another port, up to three times.
+    /// </summary>
+    public static async Task<(Process Process, Uri Url)> StartHealthyAsync(Func<int, Process> start, TimeSpan timeout)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort();
+            var process = start(port);
+            var url = new Uri($"http://127.0.0.1:{port}/");
+            if (await WaitHealthyAsync(url, timeout, process) || attempt == 3)
+            {
+                Assert.False(process.HasExited, $"{url}: the process exited with {(process.HasExited ? process.ExitCode : 0)} before it was healthy, three times");
+                return (process, url);
+            }
+        }
+    }
+
+    /// <summary>Waits for /health to answer 200; false at once when <paramref name="process"/> exits first, a failed assertion after <paramref name="timeout"/>.</summary>
+    public static async Task<bool> WaitHealthyAsync(Uri url, TimeSpan timeout, Process? process = null)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var until = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < until)
         {
+            if (process is { HasExited: true })
+            {
+                return false;
+            }
             try
             {
                 if ((await http.GetAsync(new Uri(url, "health"))).IsSuccessStatusCode)
                 {
-                    return;
+                    return true;
                 }
             }
             catch (HttpRequestException)
@@ -125,6 +151,7 @@ public sealed partial class Cluster : IAsyncDisposable
             await Task.Delay(200);
         }
         Assert.Fail($"{url} did not become healthy within {timeout}");
+        return false;
     }
 
     public Process Start(string file, string args)

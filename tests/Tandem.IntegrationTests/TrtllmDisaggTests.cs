@@ -88,12 +88,14 @@ public class TrtllmDisaggTests
     /// <summary>Starts `tandem worker` serving the OpenAI API on a free port; returns the process and its base URL.</summary>
     private static async Task<(Process Process, int Port)> StartServerAsync(Cluster cluster, string id, string role, params string[] extra)
     {
-        var port = Cluster.FreePort();
-        var process = cluster.Start("dotnet", $"\"{Cluster.TandemDll}\" worker --model \"{TestModels.Stories260K}\" --instance-id {id} --threads 1 --num-kv-blocks 256 --http-port {port} --server-role {role} {string.Join(' ', extra)}");
-        process.OutputDataReceived += (_, e) => { };
-        process.BeginOutputReadLine();
-        await Cluster.WaitHealthyAsync(new Uri($"http://127.0.0.1:{port}/"), TimeSpan.FromSeconds(60));
-        return (process, port);
+        var (process, url) = await Cluster.StartHealthyAsync(port =>
+        {
+            var process = cluster.Start("dotnet", $"\"{Cluster.TandemDll}\" worker --model \"{TestModels.Stories260K}\" --instance-id {id} --threads 1 --num-kv-blocks 256 --http-port {port} --server-role {role} {string.Join(' ', extra)}");
+            process.OutputDataReceived += (_, e) => { };
+            process.BeginOutputReadLine();
+            return process;
+        }, TimeSpan.FromSeconds(60));
+        return (process, url.Port);
     }
 
     private static async Task<(Process Process, Uri Url)> StartDisaggAsync(Cluster cluster, string directory, string config, string? metadata = null)
