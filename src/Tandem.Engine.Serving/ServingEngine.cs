@@ -152,8 +152,7 @@ public sealed class ServingEngine : IDisposable
     public IAsyncEnumerable<TokenOutput> SubmitWithKv(GenerateRequest request, KvBlockLease kv, int firstToken, float firstLogprob, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(kv);
-        var seq = Admit(request, retainKv: false, kv, firstToken, cancellationToken);
-        seq.ImportedLogprob = firstLogprob;
+        var seq = Admit(request, retainKv: false, kv, firstToken, cancellationToken, firstLogprob);
         return Stream(seq, cancellationToken);
     }
 
@@ -247,7 +246,7 @@ public sealed class ServingEngine : IDisposable
     /// <summary>Managed bytes the engine thread allocated during the last step (scheduling, forward pass, sampling, streaming); 0 in steady-state decoding.</summary>
     internal long LastStepAllocatedBytes => Volatile.Read(ref _lastStepAllocatedBytes);
 
-    private ServingSequence Admit(GenerateRequest request, bool retainKv, KvBlockLease? imported, int? firstToken, CancellationToken cancellationToken)
+    private ServingSequence Admit(GenerateRequest request, bool retainKv, KvBlockLease? imported, int? firstToken, CancellationToken cancellationToken, float importedLogprob = float.NaN)
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfStopped();
@@ -269,6 +268,8 @@ public sealed class ServingEngine : IDisposable
             }
             ForgetLease(imported);
             seq.Imported = imported;
+            // Set before the sequence is queued: the engine thread emits the first token as soon as it takes it.
+            seq.ImportedLogprob = importedLogprob;
             seq.Tokens[seq.Count++] = firstToken!.Value;
         }
         lock (_inboxGate)

@@ -163,33 +163,17 @@ internal sealed partial class DisaggProxy(ServerPool context, ServerPool generat
             ctxBody["min_tokens"] = 1;
         }
         var payload = JsonSerializer.SerializeToUtf8Bytes(ctxBody);
-        var tried = new List<BackendServer>();
-        var attempts = Math.Max(options.Config.MaxRetries + 1, 2);
-        for (var attempt = 0; attempt < attempts; attempt++)
+        foreach (var server in Candidates(context, hint, []))
         {
-            if (context.Pick(hint, tried) is not { } server)
-            {
-                break;
-            }
-            if (attempt > 0)
-            {
-                Interlocked.Increment(ref Retries);
-            }
-            tried.Add(server);
-            server.Enter(hint.PromptTokens);
             try
             {
                 using var request = NewRequest(server, endpoint, payload, http);
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseContentRead, ct).ConfigureAwait(false);
                 var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
                 var status = (int)response.StatusCode;
-                if (status >= 500 || status == 429)
+                if (IsServerError(status))
                 {
-                    Log.LegFailed(logger, requestId, "context", server.Name, $"status {status}: {Truncate(text)}");
-                    if (status is 502 or 503)
-                    {
-                        server.ReportUnreachable();
-                    }
+                    ServerFailed(server, status, text, "context", requestId);
                     continue;
                 }
                 if (status >= 400)
@@ -225,26 +209,20 @@ internal sealed partial class DisaggProxy(ServerPool context, ServerPool generat
             {
                 Log.LegFailed(logger, requestId, "context", server.Name, $"invalid JSON: {e.Message}");
             }
-            finally
-            {
-                server.Exit(hint.PromptTokens);
-            }
         }
         return new ContextResult.Unavailable();
     }
 
-    private async Task GenerationLegAsync(HttpContext http, string endpoint, JsonObject body, RouteHint hint, long requestId, CancellationToken ct)
+    /// <summary>
+    /// The servers of <paramref name="pool"/> one leg tries in turn: the pool's pick among those not tried yet, at most
+    /// <c>max_retries + 1</c> (at least 2). Each counts as in flight on its server while the caller works with it; a
+    /// retry is counted when a second server is taken. <paramref name="tried"/> collects them (for error messages).
+    /// </summary>
+    private IEnumerable<BackendServer> Candidates(ServerPool pool, RouteHint hint, List<BackendServer> tried)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(body);
-        var tried = new List<BackendServer>();
         var attempts = Math.Max(options.Config.MaxRetries + 1, 2);
-        (int Status, string Text)? lastError = null;
-        for (var attempt = 0; attempt < attempts; attempt++)
+        for (var attempt = 0; attempt < attempts && pool.Pick(hint, tried) is { } server; attempt++)
         {
-            if (generation.Pick(hint, tried) is not { } server)
-            {
-                break;
-            }
             if (attempt > 0)
             {
                 Interlocked.Increment(ref Retries);
@@ -253,17 +231,44 @@ internal sealed partial class DisaggProxy(ServerPool context, ServerPool generat
             server.Enter(hint.PromptTokens);
             try
             {
+                yield return server;
+            }
+            finally
+            {
+                server.Exit(hint.PromptTokens);
+            }
+        }
+    }
+
+    /// <summary>A server error (5xx) or overload (429): the leg tries another server.</summary>
+    private static bool IsServerError(int status) => status >= 500 || status == 429;
+
+    /// <summary>Logs a server error; on 502/503 the server is taken out of rotation until a health check finds it back.</summary>
+    private void ServerFailed(BackendServer server, int status, string text, string leg, long requestId)
+    {
+        Log.LegFailed(logger, requestId, leg, server.Name, $"status {status}: {Truncate(text)}");
+        if (status is 502 or 503)
+        {
+            server.ReportUnreachable();
+        }
+    }
+
+    private async Task GenerationLegAsync(HttpContext http, string endpoint, JsonObject body, RouteHint hint, long requestId, CancellationToken ct)
+    {
+        var payload = JsonSerializer.SerializeToUtf8Bytes(body);
+        var tried = new List<BackendServer>();
+        (int Status, string Text)? lastError = null;
+        foreach (var server in Candidates(generation, hint, tried))
+        {
+            try
+            {
                 using var request = NewRequest(server, endpoint, payload, http);
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct).ConfigureAwait(false);
                 var status = (int)response.StatusCode;
-                if (status >= 500 || status == 429)
+                if (IsServerError(status))
                 {
                     var text = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-                    Log.LegFailed(logger, requestId, "generation", server.Name, $"status {status}: {Truncate(text)}");
-                    if (status is 502 or 503)
-                    {
-                        server.ReportUnreachable();
-                    }
+                    ServerFailed(server, status, text, "generation", requestId);
                     lastError = (status, text);
                     continue;
                 }
@@ -282,10 +287,6 @@ internal sealed partial class DisaggProxy(ServerPool context, ServerPool generat
                 server.ReportUnreachable();
                 await OpenAiErrors.WriteAsync(http, 503, $"the generation server failed while streaming: {e.Message}", "service_unavailable").ConfigureAwait(false);
                 return;
-            }
-            finally
-            {
-                server.Exit(hint.PromptTokens);
             }
         }
         if (lastError is { } error && error.Text.Length > 0 && error.Text.TrimStart().StartsWith('{'))
