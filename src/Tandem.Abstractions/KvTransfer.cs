@@ -77,6 +77,9 @@ public interface ISharedKvBlockAccess : IKvBlockAccess
     /// <summary>Byte offset in a pool of <paramref name="poolBlocks"/> blocks of the keys (side 0) or values (side 1) of a block for a layer.</summary>
     static long PoolByteOffset(KvLayout layout, int poolBlocks, int layer, int side, int block) =>
         ((((long)layer * 2) + side) * poolBlocks + block) * layout.FloatsPerBlockLayer * sizeof(float);
+
+    /// <summary>Bytes of a pool of <paramref name="poolBlocks"/> blocks: K and V of every layer.</summary>
+    static long PoolBytes(KvLayout layout, int poolBlocks) => 2L * layout.NumLayers * poolBlocks * layout.FloatsPerBlockLayer * sizeof(float);
 }
 
 /// <summary>

@@ -226,8 +226,7 @@ public sealed class KvTransferServer : IAsyncDisposable
     {
         var (handle, first, count, _) = KvFrames.DecodeRequest(payload, "write request");
         connection.Consume();
-        KvTransferChecks.Writable(_access.Describe(handle), handle, first, count);
-        await ReportingWriteFailureAsync(handle, async () =>
+        await ServeLeaseAsync(handle, first, count, write: true, async () =>
         {
             connection.WriteFrame(KvFrameType.Ready, default);
             await connection.FlushAsync("the write request's answer").ConfigureAwait(false);
@@ -235,12 +234,24 @@ public sealed class KvTransferServer : IAsyncDisposable
         }).ConfigureAwait(false);
     }
 
-    /// <summary>Runs the receiving part of a write; if it breaks off, the KV owner hears of it (<see cref="IKvBlockAccess.WriteFailed"/>).</summary>
-    private async Task ReportingWriteFailureAsync(long handle, Func<Task> receive)
+    /// <summary>
+    /// Checks the requested range of the lease (a write must not touch its cached blocks), then runs the transfer. A
+    /// write that breaks off is reported to the KV's owner (<see cref="IKvBlockAccess.WriteFailed"/>), so whoever waits
+    /// for that KV stops waiting.
+    /// </summary>
+    private async Task ServeLeaseAsync(long handle, int first, int count, bool write, Func<Task> transfer)
     {
+        var lease = _access.Describe(handle);
+        if (!write)
+        {
+            KvTransferChecks.Range(lease, first, count, "source");
+            await transfer().ConfigureAwait(false);
+            return;
+        }
+        KvTransferChecks.Writable(lease, handle, first, count);
         try
         {
-            await receive().ConfigureAwait(false);
+            await transfer().ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -253,36 +264,19 @@ public sealed class KvTransferServer : IAsyncDisposable
     {
         var (handle, first, count, maxChunkBytes) = KvFrames.DecodeRequest(payload, "read request");
         connection.Consume();
-        KvTransferChecks.Range(_access.Describe(handle), first, count, "source");
         var chunkBytes = Math.Clamp(maxChunkBytes, 1024, Options.MaxChunkBytes);
-        await KvBlockStream.SendAsync(connection, _access, handle, first, count, chunkBytes, _stopping.Token).ConfigureAwait(false);
+        await ServeLeaseAsync(handle, first, count, write: false, () => KvBlockStream.SendAsync(connection, _access, handle, first, count, chunkBytes, _stopping.Token)).ConfigureAwait(false);
     }
 
     private async Task ServeSharedMemoryAsync(KvConnection connection, System.Buffers.ReadOnlySequence<byte> payload, bool write)
     {
         var (handle, first, count, segmentBytes, path) = KvFrames.DecodeShmRequest(payload);
         connection.Consume();
-        if (write)
-        {
-            await ReportingWriteFailureAsync(handle, () => ServeSegmentAsync(connection, handle, first, count, segmentBytes, path, write)).ConfigureAwait(false);
-        }
-        else
-        {
-            await ServeSegmentAsync(connection, handle, first, count, segmentBytes, path, write).ConfigureAwait(false);
-        }
+        await ServeLeaseAsync(handle, first, count, write, () => ServeSegmentAsync(connection, handle, first, count, segmentBytes, path, write)).ConfigureAwait(false);
     }
 
     private async Task ServeSegmentAsync(KvConnection connection, long handle, int first, int count, long segmentBytes, string path, bool write)
     {
-        var lease = _access.Describe(handle);
-        if (write)
-        {
-            KvTransferChecks.Writable(lease, handle, first, count);
-        }
-        else
-        {
-            KvTransferChecks.Range(lease, first, count, "source");
-        }
         var layout = _access.Layout;
         var bytes = SharedMemorySegment.BytesFor(layout, count);
         if (segmentBytes < bytes)
@@ -347,23 +341,7 @@ public sealed class KvTransferServer : IAsyncDisposable
         connection.Consume();
         var shared = SharedPool ?? throw new KvProtocolException(KvErrorCode.SharedMemory, "this worker's KV pool is not in shared memory");
         var write = mode == 1;
-        var lease = _access.Describe(handle);
-        if (write)
-        {
-            KvTransferChecks.Writable(lease, handle, first, count);
-        }
-        else
-        {
-            KvTransferChecks.Range(lease, first, count, "source");
-        }
-        if (write)
-        {
-            await ReportingWriteFailureAsync(handle, () => ServePinnedAsync(connection, shared, handle, first, count, write)).ConfigureAwait(false);
-        }
-        else
-        {
-            await ServePinnedAsync(connection, shared, handle, first, count, write).ConfigureAwait(false);
-        }
+        await ServeLeaseAsync(handle, first, count, write, () => ServePinnedAsync(connection, shared, handle, first, count, write)).ConfigureAwait(false);
     }
 
     private async Task ServePinnedAsync(KvConnection connection, ISharedKvBlockAccess shared, long handle, int first, int count, bool write)
@@ -372,8 +350,7 @@ public sealed class KvTransferServer : IAsyncDisposable
         var blocks = new int[count];
         using (shared.Pin(handle, first, count, write, blocks))
         {
-            var poolBytes = 2L * layout.NumLayers * shared.PoolBlocks * layout.FloatsPerBlockLayer * sizeof(float);
-            connection.WriteFrame(KvFrameType.ShmPool, KvFrames.EncodeShmPool(shared.PoolFile!, poolBytes, shared.PoolBlocks, blocks));
+            connection.WriteFrame(KvFrameType.ShmPool, KvFrames.EncodeShmPool(shared.PoolFile!, ISharedKvBlockAccess.PoolBytes(layout, shared.PoolBlocks), shared.PoolBlocks, blocks));
             await connection.FlushAsync("the shared pool").ConfigureAwait(false);
             var (layers, total) = KvConnection.DecodeEnd(await connection.ExpectAsync(KvFrameType.End, "the end of a direct transfer").ConfigureAwait(false));
             connection.Consume();

@@ -32,7 +32,9 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
     {
         Options = (options ?? KvTransferOptions.Default).Validate();
         _pool = new KvConnectionPool(Scheme, Options);
-        _peerPools = new SharedMemoryMappings(Options);
+        // Peers' KV pools, mapped once and kept: transfers land on blocks all over a pool, so every page is mapped up
+        // front rather than faulted in inside a transfer.
+        _peerPools = new SharedMemoryMappings(Options, populate: true);
         _domainId = new Lazy<string?>(() => SharedMemorySegment.DomainId(Options.SharedMemoryDirectory));
         SharedMemorySegment.SweepOrphans(Options.SharedMemoryDirectory);
     }
@@ -98,13 +100,9 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
                 {
                     await DirectAsync(connection, local, localHandle, remoteHandle, first, count, push, cancellationToken).ConfigureAwait(false);
                 }
-                else if (push)
-                {
-                    await SegmentPushAsync(connection, address, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
-                }
                 else
                 {
-                    await SegmentPullAsync(connection, address, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
+                    await StagedAsync(connection, address, local, localHandle, remoteHandle, first, count, push, cancellationToken).ConfigureAwait(false);
                 }
                 healthy = true;
             }
@@ -175,68 +173,69 @@ public sealed class SharedMemoryKvTransport : IKvTransport, IAsyncDisposable
         }
     }
 
-    private async Task SegmentPushAsync(KvConnection connection, string destination, IKvBlockAccess source, long sourceHandle, long destinationHandle, int first, int count, CancellationToken cancellationToken)
+    /// <summary>Through a staging segment of ours (kept for reuse when the transfer completes, deleted otherwise).</summary>
+    private async Task StagedAsync(KvConnection connection, string address, IKvBlockAccess local, long localHandle, long remoteHandle, int first, int count, bool push, CancellationToken cancellationToken)
     {
-        var layout = source.Layout;
-        var bytes = SharedMemorySegment.BytesFor(layout, count);
-        var segment = RentSegment(destination, bytes);
+        var segment = RentSegment(address, SharedMemorySegment.BytesFor(local.Layout, count));
         var segmentHealthy = false;
         try
         {
-            connection.WriteFrame(KvFrameType.ShmWrite, KvFrames.EncodeShmRequest(destinationHandle, first, count, segment.Length, segment.Path));
-            await connection.FlushAsync("the shared-memory write request").ConfigureAwait(false);
-            // The server copies layer l out of the segment while we copy layer l + 1 in.
-            for (var layer = 0; layer < layout.NumLayers; layer++)
+            if (push)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                source.Read(sourceHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
-                connection.WriteCounter(KvFrameType.ShmLayer, (uint)layer);
-                await connection.FlushAsync("a layer notice").ConfigureAwait(false);
+                await SegmentPushAsync(connection, segment, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
             }
-            connection.WriteEnd((uint)layout.NumLayers, bytes);
-            await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
-            await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
-            connection.Consume();
+            else
+            {
+                await SegmentPullAsync(connection, address, segment, local, localHandle, remoteHandle, first, count, cancellationToken).ConfigureAwait(false);
+            }
             segmentHealthy = true;
         }
         finally
         {
-            ReturnSegment(destination, segment, segmentHealthy);
+            ReturnSegment(address, segment, segmentHealthy);
         }
     }
 
-    private async Task SegmentPullAsync(KvConnection connection, string source, IKvBlockAccess destination, long destinationHandle, long sourceHandle, int first, int count, CancellationToken cancellationToken)
+    private static async Task SegmentPushAsync(KvConnection connection, SharedMemorySegment segment, IKvBlockAccess source, long sourceHandle, long destinationHandle, int first, int count, CancellationToken cancellationToken)
+    {
+        var layout = source.Layout;
+        connection.WriteFrame(KvFrameType.ShmWrite, KvFrames.EncodeShmRequest(destinationHandle, first, count, segment.Length, segment.Path));
+        await connection.FlushAsync("the shared-memory write request").ConfigureAwait(false);
+        // The server copies layer l out of the segment while we copy layer l + 1 in.
+        for (var layer = 0; layer < layout.NumLayers; layer++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            source.Read(sourceHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
+            connection.WriteCounter(KvFrameType.ShmLayer, (uint)layer);
+            await connection.FlushAsync("a layer notice").ConfigureAwait(false);
+        }
+        connection.WriteEnd((uint)layout.NumLayers, SharedMemorySegment.BytesFor(layout, count));
+        await connection.FlushAsync("the end of the transfer").ConfigureAwait(false);
+        await connection.ExpectAsync(KvFrameType.EndAck, "the end-of-transfer acknowledgement").ConfigureAwait(false);
+        connection.Consume();
+    }
+
+    private static async Task SegmentPullAsync(KvConnection connection, string source, SharedMemorySegment segment, IKvBlockAccess destination, long destinationHandle, long sourceHandle, int first, int count, CancellationToken cancellationToken)
     {
         var layout = destination.Layout;
-        var bytes = SharedMemorySegment.BytesFor(layout, count);
-        var segment = RentSegment(source, bytes);
-        var segmentHealthy = false;
-        try
+        connection.WriteFrame(KvFrameType.ShmRead, KvFrames.EncodeShmRequest(sourceHandle, first, count, segment.Length, segment.Path));
+        await connection.FlushAsync("the shared-memory read request").ConfigureAwait(false);
+        // We copy layer l out of the segment while the server copies layer l + 1 in.
+        for (var layer = 0; layer < layout.NumLayers; layer++)
         {
-            connection.WriteFrame(KvFrameType.ShmRead, KvFrames.EncodeShmRequest(sourceHandle, first, count, segment.Length, segment.Path));
-            await connection.FlushAsync("the shared-memory read request").ConfigureAwait(false);
-            // We copy layer l out of the segment while the server copies layer l + 1 in.
-            for (var layer = 0; layer < layout.NumLayers; layer++)
-            {
-                await connection.ExpectCounterAsync(KvFrameType.ShmLayer, (uint)layer, "a layer").ConfigureAwait(false);
-                cancellationToken.ThrowIfCancellationRequested();
-                destination.Write(destinationHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
-            }
-            var end = await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false);
-            var (chunks, total) = KvConnection.DecodeEnd(end);
-            connection.Consume();
-            if (chunks != (uint)layout.NumLayers || total != bytes)
-            {
-                throw new KvProtocolException(KvErrorCode.Protocol, $"{source} reported {chunks} layers / {total} bytes for a shared-memory read");
-            }
-            connection.WriteFrame(KvFrameType.EndAck, default);
-            await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
-            segmentHealthy = true;
+            await connection.ExpectCounterAsync(KvFrameType.ShmLayer, (uint)layer, "a layer").ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            destination.Write(destinationHandle, layer, first, count, segment.Side(layout, count, layer, 0), segment.Side(layout, count, layer, 1));
         }
-        finally
+        var end = await connection.ExpectAsync(KvFrameType.End, "the end of the transfer").ConfigureAwait(false);
+        var (chunks, total) = KvConnection.DecodeEnd(end);
+        connection.Consume();
+        if (chunks != (uint)layout.NumLayers || total != SharedMemorySegment.BytesFor(layout, count))
         {
-            ReturnSegment(source, segment, segmentHealthy);
+            throw new KvProtocolException(KvErrorCode.Protocol, $"{source} reported {chunks} layers / {total} bytes for a shared-memory read");
         }
+        connection.WriteFrame(KvFrameType.EndAck, default);
+        await connection.FlushAsync("the end-of-transfer acknowledgement").ConfigureAwait(false);
     }
 
     /// <summary>The smallest idle segment for <paramref name="address"/> that holds <paramref name="bytes"/>, or a new one.</summary>

@@ -7,8 +7,9 @@ namespace Tandem.Transfer;
 /// reused client segment costs no new mapping or page faults here either. A mapping is dropped when its file is gone
 /// (the client deleted it or was swept), when it was idle for <see cref="KvTransferOptions.IdleTimeout"/>, or when more
 /// than <see cref="KvTransferOptions.MaxMappedSegments"/> are kept (least recently used first); never while in use.
+/// A client keeps peers' KV pools the same way (with <c>populate</c>: every page mapped when the pool is opened).
 /// </summary>
-internal sealed class SharedMemoryMappings(KvTransferOptions options) : IDisposable
+internal sealed class SharedMemoryMappings(KvTransferOptions options, bool populate = false) : IDisposable
 {
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private bool _disposed;
@@ -48,7 +49,7 @@ internal sealed class SharedMemoryMappings(KvTransferOptions options) : IDisposa
         {
             return entry;
         }
-        var segment = SharedMemorySegment.Open(options.SharedMemoryDirectory, path, length);
+        var segment = SharedMemorySegment.Open(options.SharedMemoryDirectory, path, length, populate);
         var created = new Entry(path, segment) { Users = 1 };
         lock (_entries)
         {

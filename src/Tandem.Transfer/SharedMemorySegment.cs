@@ -26,7 +26,7 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
     private readonly bool _owner;
     private int _disposed;
 
-    private SharedMemorySegment(string path, long length, MemoryMappedFile file, bool owner)
+    private SharedMemorySegment(string path, long length, MemoryMappedFile file, bool owner, bool populate = false)
     {
         Path = path;
         Length = length;
@@ -38,10 +38,8 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
             byte* pointer = null;
             _view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
             _pointer = pointer + _view.PointerOffset;
-            if (System.IO.Path.GetFileName(path).StartsWith(ISharedKvBlockAccess.PoolFilePrefix, StringComparison.Ordinal))
+            if (populate)
             {
-                // A peer's KV pool, mapped once and kept: transfers land on blocks all over it, and each page's first
-                // touch would otherwise fault inside a transfer.
                 MemoryPages.TryPopulate((IntPtr)pointer, length);
             }
         }
@@ -96,8 +94,10 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
     /// <summary>
     /// Opens a segment the peer created, mapping all of its <paramref name="length"/> bytes; refuses paths outside
     /// <paramref name="directory"/>, files not named like a KV segment, and files whose size is not <paramref name="length"/>.
+    /// With <paramref name="populate"/> every page is mapped now (<see cref="MemoryPages"/>), for a mapping kept for many
+    /// transfers.
     /// </summary>
-    public static SharedMemorySegment Open(string directory, string path, long length)
+    public static SharedMemorySegment Open(string directory, string path, long length, bool populate = false)
     {
         var full = System.IO.Path.GetFullPath(path);
         var root = System.IO.Path.GetFullPath(directory).TrimEnd('/') + "/";
@@ -116,7 +116,7 @@ internal sealed unsafe class SharedMemorySegment : IDisposable
             }
             var file = MemoryMappedFile.CreateFromFile(stream, null, 0, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: false);
             stream = null;
-            return new SharedMemorySegment(full, length, file, owner: false);
+            return new SharedMemorySegment(full, length, file, owner: false, populate);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

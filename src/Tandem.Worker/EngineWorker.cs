@@ -434,7 +434,7 @@ public sealed partial class EngineWorker : IWorkerClient, IAsyncDisposable, IDis
         {
             Interlocked.Increment(ref _refusedRemotePrefills);
             Log.Refused(_logger, e.RequestId, e.Estimate.TotalMilliseconds, e.Remaining.TotalMilliseconds);
-            reply = new RemotePrefillReply { Ok = false, Busy = true, Error = e.Message, EstimatedWaitMs = (long)e.Estimate.TotalMilliseconds, PrefillWorker = Instance.InstanceId };
+            reply = new RemotePrefillReply { Ok = false, Busy = true, Error = e.Message, PrefillWorker = Instance.InstanceId };
         }
         catch (Exception e) when (e is DeadlinePassedException or System.Text.Json.JsonException or InvalidRequestException or EngineOverloadedException or EngineUnavailableException or KvTransferException or OperationCanceledException or ArgumentException or InvalidOperationException)
         {

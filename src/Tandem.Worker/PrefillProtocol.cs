@@ -52,9 +52,6 @@ internal sealed record RemotePrefillReply
     /// <summary>Refused before any work: the prefill worker's queue would not let it finish before the deadline.</summary>
     public bool Busy { get; init; }
 
-    /// <summary>With <see cref="Busy"/>: the prefill worker's estimate of how long the prefill would have taken.</summary>
-    public long EstimatedWaitMs { get; init; }
-
     public int FirstToken { get; init; }
     public float FirstLogprob { get; init; }
     public int CachedPromptTokens { get; init; }

@@ -197,19 +197,7 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
         await using var _ = cluster;
         using var __ = http;
         var idle = await IdleStateAsync(http);
-
-        var started = Stopwatch.StartNew();
-        var request = CompleteAsync(http, reference.ModelName, FaultPrompt);
-        await proxy.Stalled.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.False(request.IsCompleted);
-        prefill.Kill();
-        var killed = Stopwatch.StartNew();
-        var (status, completion, body) = await request.WaitAsync(TimeSpan.FromSeconds(60));
-        var afterKill = killed.Elapsed;
-        output.WriteLine($"completed {started.Elapsed.TotalSeconds:0.00} s after it was sent, {afterKill.TotalSeconds:0.00} s after the kill");
-        Assert.True(status == 200, body + string.Join('\n', cluster.Logs.TakeLast(60)));
-        Assert.Equal(reference.Expected(FaultPrompt), completion);
-        Assert.True(prefill.HasExited);
+        var afterKill = await KillPrefillMidTransferAsync(cluster, prefill, http, proxy);
 
         // The decode worker's KV server sees the push break off when the dead process's connection closes, and the
         // request stops waiting for the prefill queue's reply at once: it falls back well before --remote-prefill-timeout.
@@ -224,6 +212,27 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
         // The frontend stays healthy; later long prompts fall back at once (nobody answers on the prefill queue).
         await AssertHealthyAfterTheKillAsync(cluster, http, idle, RemotePrefillTimeout);
         Assert.Equal(AfterFaultPrompts.Length, await FallbacksAsync(http, "no_prefill_worker"));
+    }
+
+    /// <summary>
+    /// Sends the fault prompt, kills the prefill process with -9 once the proxy stalled the KV transfer part-way, and
+    /// checks that the request still gets the aggregated answer; returns how long after the kill it came.
+    /// </summary>
+    private async Task<TimeSpan> KillPrefillMidTransferAsync(Cluster cluster, Process prefill, HttpClient http, TcpFaultProxy proxy)
+    {
+        var started = Stopwatch.StartNew();
+        var request = CompleteAsync(http, reference.ModelName, FaultPrompt);
+        await proxy.Stalled.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.False(request.IsCompleted);
+        prefill.Kill();
+        var killed = Stopwatch.StartNew();
+        var (status, completion, body) = await request.WaitAsync(TimeSpan.FromSeconds(60));
+        var afterKill = killed.Elapsed;
+        output.WriteLine($"completed {started.Elapsed.TotalSeconds:0.00} s after it was sent, {afterKill.TotalSeconds:0.00} s after the kill");
+        Assert.True(status == 200, body + string.Join('\n', cluster.Logs.TakeLast(60)));
+        Assert.Equal(reference.Expected(FaultPrompt), completion);
+        Assert.True(prefill.HasExited);
+        return afterKill;
     }
 
     /// <summary>The frontend answers /health, later prompts complete correctly (each within <paramref name="within"/>) and the decode worker's KV returns to idle.</summary>
@@ -253,17 +262,7 @@ public sealed class DisaggregationFaultTests(SmallPresetReference reference, ITe
         await using var _ = cluster;
         using var __ = http;
         var idle = await IdleStateAsync(http);
-
-        var request = CompleteAsync(http, reference.ModelName, FaultPrompt);
-        await proxy.Stalled.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.False(request.IsCompleted);
-        prefill.Kill();
-        var killed = Stopwatch.StartNew();
-        var (status, completion, body) = await request.WaitAsync(TimeSpan.FromSeconds(60));
-        var afterKill = killed.Elapsed;
-        output.WriteLine($"completed {afterKill.TotalSeconds:0.00} s after the kill");
-        Assert.True(status == 200, body + string.Join('\n', cluster.Logs.TakeLast(60)));
-        Assert.Equal(reference.Expected(FaultPrompt), completion);
+        var afterKill = await KillPrefillMidTransferAsync(cluster, prefill, http, proxy);
 
         // The closed connection fails the pull at once (not after the chunk timeout): the decode worker prefills itself.
         Assert.Equal(1, await FallbacksAsync(http, "pull_failed"));

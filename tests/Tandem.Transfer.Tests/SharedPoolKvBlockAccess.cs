@@ -21,7 +21,7 @@ internal sealed unsafe class SharedPoolKvBlockAccess : ISharedKvBlockAccess, IDi
     {
         Layout = layout;
         PoolBlocks = poolBlocks;
-        _slab = KvSlab.TryShared(directory, 2L * layout.NumLayers * poolBlocks * layout.FloatsPerBlockLayer * sizeof(float), out var failure)
+        _slab = KvSlab.TryShared(directory, ISharedKvBlockAccess.PoolBytes(layout, poolBlocks), out var failure)
             ?? throw new InvalidOperationException(failure);
     }
 
